@@ -1,0 +1,1 @@
+"""Lightning callbacks: one per module, re-exported from :mod:`lightning_tuning`."""

@@ -1,0 +1,1 @@
+"""Demo tasks: plain LightningModules and DataModules that know nothing of this package."""
