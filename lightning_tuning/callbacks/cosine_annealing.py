@@ -1,0 +1,120 @@
+r"""
+CosineAnnealing
+===============
+
+Anneal the learning rate along a half cosine to ``eta_min``, optionally with warm restarts (SGDR).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning.pytorch as pl
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg, check_positive, per_group
+from lightning_tuning.schedules import RunLength, cosine_annealing_lr, cosine_warm_restarts_lr
+from lightning_tuning.schedules.durations import Duration, Interval
+
+
+class CosineAnnealing(LRScheduleCallback):
+    r"""Cosine annealing: ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``.
+
+    With ``T_max`` it is torch's ``CosineAnnealingLR``, except that past ``T_max`` the LR stays at ``eta_min``
+    instead of climbing back up. With ``T_0`` (and ``T_mult``) it is torch's ``CosineAnnealingWarmRestarts``.
+    ``T_max`` left out means "to the end of the run" (after ``start``).
+
+    Args:
+        T_max: length of the half cosine (units of ``interval``, or ``"10epochs"``, ``"90%"``); default: the rest
+            of the run.
+        eta_min: the LR at the bottom of the cosine (absolute, as in torch): one value, or one per param group.
+        T_0: length of the first cycle for warm restarts; excludes ``T_max``.
+        T_mult: each cycle is ``T_mult`` times longer than the one before (an int ``>= 1``).
+        interval: ``"step"`` (default) or ``"epoch"``.
+        start: units to wait before the cosine starts (``"after_warmup"``: when the Warmup ends).
+        optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
+
+    Raises:
+        MisconfigurationException: for ``T_max`` with ``T_0``, a negative ``eta_min``, ``T_mult < 1``, an
+            ``eta_min`` above a group's LR, or no ``T_max`` in a run that has no end.
+
+    Example::
+
+        >>> from lightning.pytorch import Trainer
+        >>> from lightning_tuning import CosineAnnealing, Warmup
+        >>> trainer = Trainer(max_epochs=20, callbacks=[Warmup("5%"), CosineAnnealing(start="after_warmup")])
+    """
+
+    def __init__(
+        self,
+        T_max: Duration | None = None,
+        eta_min: float | list[float] = 0.0,
+        T_0: Duration | None = None,
+        T_mult: int = 1,
+        interval: Interval = "step",
+        start: Duration | Literal["after_warmup"] = 0,
+        optimizers: list[int] | None = None,
+    ) -> None:
+        super().__init__(interval=interval, optimizers=optimizers)
+        if T_max is not None and T_0 is not None:
+            raise MisconfigurationException(
+                "CosineAnnealing: give either `T_max` (one half cosine) or `T_0` (warm restarts), not both."
+            )
+        if T_max is not None:
+            check_duration_arg(T_max, "CosineAnnealing.T_max", allow_zero=False)
+        if T_0 is not None:
+            check_duration_arg(T_0, "CosineAnnealing.T_0", allow_zero=False)
+        if isinstance(T_mult, bool) or not isinstance(T_mult, int) or T_mult < 1:
+            raise MisconfigurationException(f"CosineAnnealing: `T_mult={T_mult!r}` must be an integer >= 1.")
+        for value in eta_min if isinstance(eta_min, list) else [eta_min]:
+            check_positive(value, "eta_min", "CosineAnnealing", allow_zero=True)
+        if start != "after_warmup":
+            check_duration_arg(start, "CosineAnnealing.start")
+        self.T_max = T_max
+        self.eta_min = eta_min
+        self.T_0 = T_0
+        self.T_mult = T_mult
+        self.start = start
+        self._lengths: dict[int, int] = {}
+        self._eta_mins: dict[int, list[float]] = {}
+        self._config.update(T_max=T_max, eta_min=eta_min, T_0=T_0, T_mult=T_mult, start=start)
+
+    def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
+        self._resolve_start(trainer, run, self.start)
+        for index, optimizer in enumerate(trainer.optimizers):
+            if not self.targets(index):
+                continue
+            if self.T_0 is not None:
+                length = self._duration(self.T_0, run, "T_0")
+            elif self.T_max is not None:
+                length = self._duration(self.T_max, run, "T_max")
+            else:
+                remaining = self.remaining(run, index)
+                if remaining is None:
+                    raise ValueError(
+                        "CosineAnnealing.T_max is left out, so the cosine would span the whole run, but the run has "
+                        "no end: set `trainer.max_steps`/`trainer.max_epochs`, or give `T_max`."
+                    )
+                length = remaining
+            if length <= 0:
+                raise ValueError(
+                    f"CosineAnnealing resolves to a cosine of {length} {self.interval}s: `start` leaves no room in "
+                    "the run, or T_max/T_0 is too short. Give a T_max of at least 1."
+                )
+            self._lengths[index] = length
+            eta_mins = per_group(self.eta_min, len(optimizer.param_groups), "CosineAnnealing.eta_min")
+            for group, eta_min in zip(optimizer.param_groups, eta_mins, strict=False):
+                if eta_min > group.get("initial_lr", group["lr"]):
+                    raise ValueError(
+                        f"CosineAnnealing.eta_min={eta_min} is above the learning rate {group['lr']} of a param "
+                        f"group of optimizer {index}: the cosine would anneal upwards. Use an eta_min below the LR."
+                    )
+            self._eta_mins[index] = eta_mins
+
+    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        t = self.progress(trainer, optimizer_index)
+        eta_min = self._eta_mins[optimizer_index][group_index]
+        length = self._lengths[optimizer_index]
+        if self.T_0 is not None:
+            return cosine_warm_restarts_lr(t, base_lr, length, self.T_mult, eta_min) / base_lr
+        return cosine_annealing_lr(t, base_lr, length, eta_min) / base_lr

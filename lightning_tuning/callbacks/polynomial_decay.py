@@ -1,0 +1,85 @@
+r"""
+PolynomialDecay
+===============
+
+Decay the learning rate to 0 along ``(1 - t / T) ** power``: torch's ``PolynomialLR`` as a callback.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning.pytorch as pl
+
+from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg, check_positive
+from lightning_tuning.schedules import RunLength, polynomial_factor
+from lightning_tuning.schedules.durations import Duration, Interval
+
+
+class PolynomialDecay(LRScheduleCallback):
+    r"""Polynomial decay: ``lr = base_lr * (1 - min(t, total_iters) / total_iters) ** power``.
+
+    torch's ``PolynomialLR`` with one difference: ``total_iters`` left out means "to the end of the run" (torch's
+    default of 5 steps makes no sense for a per-step callback). ``power=1`` is a linear decay to 0.
+
+    Args:
+        total_iters: units over which the LR decays to 0; default: the rest of the run after ``start``.
+        power: the exponent, ``> 0``.
+        interval: ``"step"`` (default) or ``"epoch"``.
+        start: units to wait before the decay starts (``"after_warmup"``: when the Warmup ends).
+        optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
+
+    Raises:
+        MisconfigurationException: for ``power <= 0``, or no ``total_iters`` in a run that has no end.
+
+    Example::
+
+        >>> from lightning.pytorch import Trainer
+        >>> from lightning_tuning import PolynomialDecay, Warmup
+        >>> trainer = Trainer(max_steps=10_000, callbacks=[Warmup(500), PolynomialDecay(power=1.0)])
+    """
+
+    def __init__(
+        self,
+        total_iters: Duration | None = None,
+        power: float = 1.0,
+        interval: Interval = "step",
+        start: Duration | Literal["after_warmup"] = 0,
+        optimizers: list[int] | None = None,
+    ) -> None:
+        super().__init__(interval=interval, optimizers=optimizers)
+        if total_iters is not None:
+            check_duration_arg(total_iters, "PolynomialDecay.total_iters", allow_zero=False)
+        check_positive(power, "power", "PolynomialDecay")
+        if start != "after_warmup":
+            check_duration_arg(start, "PolynomialDecay.start")
+        self.total_iters = total_iters
+        self.power = float(power)
+        self.start = start
+        self._lengths: dict[int, int] = {}
+        self._config.update(total_iters=total_iters, power=self.power, start=start)
+
+    def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
+        self._resolve_start(trainer, run, self.start)
+        for index in range(len(trainer.optimizers)):
+            if not self.targets(index):
+                continue
+            if self.total_iters is not None:
+                length = self._duration(self.total_iters, run, "total_iters")
+            else:
+                remaining = self.remaining(run, index)
+                if remaining is None:
+                    raise ValueError(
+                        "PolynomialDecay.total_iters is left out, so the decay would span the whole run, but the run "
+                        "has no end: set `trainer.max_steps`/`trainer.max_epochs`, or give `total_iters`."
+                    )
+                length = remaining
+            if length <= 0:
+                raise ValueError(
+                    f"PolynomialDecay resolves to a decay of {length} {self.interval}s: `start` leaves no room in "
+                    "the run. Give a total_iters of at least 1."
+                )
+            self._lengths[index] = length
+
+    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        return polynomial_factor(self.progress(trainer, optimizer_index), self._lengths[optimizer_index], self.power)
