@@ -409,3 +409,19 @@ def check_duration_arg(value: Duration, argument: str, allow_zero: bool = True) 
         raise MisconfigurationException(str(err)) from err
     if not allow_zero and isinstance(value, int) and value == 0:
         raise MisconfigurationException(f"`{argument}=0` must be at least 1.")
+
+
+def auto_lrs(trainer: pl.Trainer, optimizer_index: int) -> list[float] | None:
+    """The per-group learning rates an LR range test in ``trainer.callbacks`` suggested, or ``None`` if none yet.
+
+    An ``"auto"`` maximum LR (``OneCycle``, ``CyclicLR``) takes these; the range test keeps the groups' ratios.
+    """
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]
+        suggested = getattr(callback, "suggested_lrs", None)
+        if isinstance(suggested, dict) and optimizer_index in suggested:
+            return [float(lr) for lr in suggested[optimizer_index]]
+    return None
+
+
+def has_range_test(trainer: pl.Trainer) -> bool:
+    return any(hasattr(callback, "suggested_lrs") for callback in trainer.callbacks)  # type: ignore[attr-defined]
