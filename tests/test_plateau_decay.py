@@ -35,8 +35,15 @@ def test_tracker_matches_torch(mode: str, threshold_mode: str) -> None:
     values = [v for v in METRICS if math.isfinite(v)]
     if mode == "max":
         values = [1.0 - v for v in values]
-    kwargs = {"mode": mode, "factor": 0.5, "patience": 1, "threshold": 0.05, "threshold_mode": threshold_mode,
-              "cooldown": 1, "min_lr": [0.01, 0.001]}
+    kwargs = {
+        "mode": mode,
+        "factor": 0.5,
+        "patience": 1,
+        "threshold": 0.05,
+        "threshold_mode": threshold_mode,
+        "cooldown": 1,
+        "min_lr": [0.01, 0.001],
+    }
     expected = torch_plateau_lrs(values, **kwargs)
     tracker = PlateauTracker(mode, 0.5, 1, 0.05, threshold_mode, 1)  # type: ignore[arg-type]
     for value, want in zip(values, expected, strict=True):
@@ -85,15 +92,29 @@ def test_fit_matches_torch_each_validation(mode: str, threshold_mode: str, tmp_p
     values = [v for v in METRICS if math.isfinite(v)]
     if mode == "max":
         values = [1.0 - v for v in values]
-    kwargs = {"mode": mode, "factor": 0.5, "patience": 1, "threshold": 0.05, "threshold_mode": threshold_mode,
-              "cooldown": 1, "min_lr": 0.004}
+    kwargs = {
+        "mode": mode,
+        "factor": 0.5,
+        "patience": 1,
+        "threshold": 0.05,
+        "threshold_mode": threshold_mode,
+        "cooldown": 1,
+        "min_lr": 0.004,
+    }
     # self.log stores float32: feed torch the values the callback really sees
     values = [float(torch.tensor(v, dtype=torch.float32)) for v in values]
     watcher = LRAfterValidation()
     plateau = PlateauDecay(monitor="val_loss", **kwargs)  # type: ignore[arg-type]
     # PlateauDecay must act before the watcher reads the LR; callbacks run in list order.
-    fit(ScriptedValLoss(values), [plateau, watcher], tmp_path, max_epochs=len(values), limit_train_batches=2,
-        limit_val_batches=1, num_sanity_val_steps=0)
+    fit(
+        ScriptedValLoss(values),
+        [plateau, watcher],
+        tmp_path,
+        max_epochs=len(values),
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+    )
     assert len(watcher.lrs) == len(values)
     for got, want in zip(watcher.lrs, torch_plateau_lrs(values, **kwargs), strict=True):
         assert got == pytest.approx(want, rel=1e-10)
@@ -102,8 +123,16 @@ def test_fit_matches_torch_each_validation(mode: str, threshold_mode: str, tmp_p
 def test_val_check_interval_inside_epoch(tmp_path: Any) -> None:
     values = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     watcher = LRAfterValidation()
-    fit(ScriptedValLoss(values), [PlateauDecay(factor=0.5, patience=0), watcher], tmp_path, max_epochs=1,
-        limit_train_batches=12, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0)
+    fit(
+        ScriptedValLoss(values),
+        [PlateauDecay(factor=0.5, patience=0), watcher],
+        tmp_path,
+        max_epochs=1,
+        limit_train_batches=12,
+        val_check_interval=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+    )
     assert len(watcher.lrs) == 6
     # the first validation sets `best`; each later one is a plateau and halves the LR
     assert [lrs[0] for lrs in watcher.lrs] == pytest.approx([BASE_LRS[0] * 0.5**k for k in range(6)], rel=1e-12)
@@ -111,8 +140,16 @@ def test_val_check_interval_inside_epoch(tmp_path: Any) -> None:
 
 def test_check_val_every_n_epoch(tmp_path: Any) -> None:
     watcher = LRAfterValidation()
-    fit(ScriptedValLoss([1.0]), [PlateauDecay(factor=0.5, patience=0), watcher], tmp_path, max_epochs=6,
-        limit_train_batches=2, check_val_every_n_epoch=2, limit_val_batches=1, num_sanity_val_steps=0)
+    fit(
+        ScriptedValLoss([1.0]),
+        [PlateauDecay(factor=0.5, patience=0), watcher],
+        tmp_path,
+        max_epochs=6,
+        limit_train_batches=2,
+        check_val_every_n_epoch=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+    )
     assert [lrs[0] for lrs in watcher.lrs] == pytest.approx([0.1, 0.05, 0.025], rel=1e-12)
 
 
@@ -120,8 +157,15 @@ def test_composes_with_warmup_and_min_lr_bounds_the_final_lr(tmp_path: Any) -> N
     recorder = LRRecorder()
     warmup = Warmup(4)
     plateau = PlateauDecay(factor=0.1, patience=0, min_lr=0.02)
-    fit(ScriptedValLoss([1.0]), [plateau, recorder, warmup], tmp_path, max_epochs=4, limit_train_batches=4,
-        limit_val_batches=1, num_sanity_val_steps=0)
+    fit(
+        ScriptedValLoss([1.0]),
+        [plateau, recorder, warmup],
+        tmp_path,
+        max_epochs=4,
+        limit_train_batches=4,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+    )
     lrs = [step[0] for step in recorder.lrs]
     # epoch 0: linear warmup (t+1)/4 of 0.1; afterwards each validation cuts by 10x, floored at min_lr=0.02
     assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1], rel=1e-12)
@@ -133,21 +177,42 @@ def test_composes_with_warmup_and_min_lr_bounds_the_final_lr(tmp_path: Any) -> N
 
 def test_unknown_monitor_lists_logged_metrics(tmp_path: Any) -> None:
     with pytest.raises(MisconfigurationException, match=r"monitor='val_acc'.*Logged metrics: \['val_loss'\]"):
-        fit(ScriptedValLoss([1.0]), [PlateauDecay(monitor="val_acc")], tmp_path, max_epochs=1,
-            limit_train_batches=2, limit_val_batches=1)
+        fit(
+            ScriptedValLoss([1.0]),
+            [PlateauDecay(monitor="val_acc")],
+            tmp_path,
+            max_epochs=1,
+            limit_train_batches=2,
+            limit_val_batches=1,
+        )
 
 
 def test_resume_restores_best_counters_and_scale(tmp_path: Any) -> None:
     values = [1.0, 0.9, 0.9, 0.9, 0.9, 0.8, 0.8, 0.8, 0.8, 0.8]
     kwargs = {"factor": 0.5, "patience": 1, "cooldown": 1}
     straight = LRRecorder()
-    fit(ScriptedValLoss(values), [PlateauDecay(**kwargs), straight], tmp_path / "a", max_epochs=10,
-        limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0)
+    fit(
+        ScriptedValLoss(values),
+        [PlateauDecay(**kwargs), straight],
+        tmp_path / "a",
+        max_epochs=10,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+    )
 
     first = PlateauDecay(**kwargs)
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0)
-    fit(ScriptedValLoss(values), [first, checkpoint], tmp_path / "b", max_epochs=5, limit_train_batches=2,
-        limit_val_batches=1, num_sanity_val_steps=0, enable_checkpointing=True)
+    fit(
+        ScriptedValLoss(values),
+        [first, checkpoint],
+        tmp_path / "b",
+        max_epochs=5,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        enable_checkpointing=True,
+    )
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     state = saved["callbacks"][first.state_key]["trackers"]["0"]
     assert state["best"] == pytest.approx(0.9) and state["num_reductions"] >= 1
@@ -155,8 +220,16 @@ def test_resume_restores_best_counters_and_scale(tmp_path: Any) -> None:
     model = ScriptedValLoss(values)
     model.validations = 5
     resumed = LRRecorder()
-    trainer = Trainer(default_root_dir=tmp_path / "c", max_epochs=10, limit_train_batches=2, limit_val_batches=1,
-                      num_sanity_val_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      callbacks=[PlateauDecay(**kwargs), resumed])
+    trainer = Trainer(
+        default_root_dir=tmp_path / "c",
+        max_epochs=10,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[PlateauDecay(**kwargs), resumed],
+    )
     trainer.fit(model, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
     assert resumed.lrs == straight.lrs[10:]

@@ -78,8 +78,14 @@ CASES: dict[str, tuple[Callable[[], Callback], Callable[[Any], Any]]] = {
 def test_matches_torch_per_step(case: str, optimizer: str, tmp_path: Any) -> None:
     make_callback, make_scheduler = CASES[case]
     recorder = LRRecorder()
-    fit(TwoGroupModel(optimizer), [make_callback(), recorder], tmp_path, max_steps=STEPS, limit_train_batches=16,
-        max_epochs=-1)
+    fit(
+        TwoGroupModel(optimizer),
+        [make_callback(), recorder],
+        tmp_path,
+        max_steps=STEPS,
+        limit_train_batches=16,
+        max_epochs=-1,
+    )
     expected_lrs, expected_momenta = torch_reference(optimizer, make_scheduler, STEPS)
     assert_close(recorder.lrs, expected_lrs)
     assert_close(recorder.momenta, expected_momenta)

@@ -97,7 +97,8 @@ def apply_schedules(trainer: pl.Trainer, optimizer_index: int | None = None) -> 
     indices = range(len(trainer.optimizers)) if optimizer_index is None else [optimizer_index]
     for index in indices:
         optimizer = trainer.optimizers[index]
-        active = [cb for cb in callbacks if cb.targets(index)]
+        # A canonical order makes the floating-point product independent of the order of the callbacks list.
+        active = sorted((cb for cb in callbacks if cb.targets(index)), key=lambda cb: cb.state_key)
         if not active or optimizer in _SUSPENDED or not all(cb.is_ready(trainer) for cb in active):
             continue
         key = momentum_key(optimizer)
