@@ -149,7 +149,6 @@ class LRScheduleCallback(Callback):
         self._config: dict[str, Any] = {"interval": interval, "optimizers": self.optimizers}
         self._steps: list[int] = []
         self._start_units: dict[int, int] = {}
-        self._instance_index = 0
         self._handles: list[Any] = []
         self._attached = False
 
@@ -233,12 +232,11 @@ class LRScheduleCallback(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(optimizers=self.optimizers, index=self._instance_index)
+        # The config is part of the key so that two instances of one class coexist in a checkpoint.
+        return self._generate_state_key(optimizers=self.optimizers, config=repr(sorted(self._config.items())))
 
-    @override
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        same_kind = [cb for cb in trainer.callbacks if type(cb) is type(self) and cb.optimizers == self.optimizers]  # type: ignore[attr-defined]
-        self._instance_index = next(i for i, cb in enumerate(same_kind) if cb is self)
+    def _state_key_prefix(self) -> str:
+        return f"{type(self).__qualname__}{{'optimizers': {self.optimizers!r}, 'config': "
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -369,18 +367,34 @@ class LRScheduleCallback(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._steps = [int(s) for s in state_dict.get("steps", [])]
-        saved = state_dict.get("config", {})
-        changed = {
-            key: (saved.get(key), value) for key, value in self._config.items() if saved.get(key, value) != value
-        }
-        if changed:
-            details = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        states = checkpoint.get("callbacks", {})
+        if self.state_key in states:
+            return
+        # Same class and optimizers, another config: the user changed the schedule between the runs.
+        candidates = [key for key in states if key.startswith(self._state_key_prefix())]
+        name = type(self).__name__
+        if len(candidates) != 1:
             rank_zero_warn(
-                f"{type(self).__name__}: the checkpoint was written with a different config ({details}). "
-                f"Training resumes at the checkpoint's progress ({self._steps} optimizer steps) with the NEW config, "
-                "so the learning rate may jump at the resumed step. Resume with the original config to continue "
-                "the same schedule."
+                f"{name}: the checkpoint holds {'no' if not candidates else 'several'} matching {name} state(s) "
+                f"for optimizers={self.optimizers}; the schedule starts from step 0 while the trainer resumes at "
+                f"step {checkpoint.get('global_step')}. Resume with the callbacks the checkpoint was written with."
             )
+            return
+        saved = states[candidates[0]]
+        old = saved.get("config", {})
+        changed = {key: (old.get(key), value) for key, value in self._config.items() if old.get(key) != value}
+        details = ", ".join(f"{key}: {before!r} -> {after!r}" for key, (before, after) in changed.items())
+        rank_zero_warn(
+            f"{name}: the checkpoint was written with a different config ({details}). Training resumes at the "
+            f"checkpoint's progress with the NEW config, so the learning rate may jump at the resumed step. Resume "
+            "with the original config to continue the same schedule."
+        )
+        self.load_state_dict(saved)
 
 
 def per_group(value: float | Sequence[float], groups: int, argument: str) -> list[float]:

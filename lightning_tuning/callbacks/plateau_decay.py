@@ -120,11 +120,6 @@ class PlateauDecay(LRScheduleCallback):
             eps=self.eps,
         )
 
-    @property
-    @override
-    def state_key(self) -> str:
-        return self._generate_state_key(monitor=self.monitor, optimizers=self.optimizers, index=self._instance_index)
-
     def _tracker(self, optimizer_index: int) -> PlateauTracker:
         if optimizer_index not in self._trackers:
             self._trackers[optimizer_index] = PlateauTracker(
