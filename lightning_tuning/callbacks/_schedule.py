@@ -149,6 +149,7 @@ class LRScheduleCallback(Callback):
         self._config: dict[str, Any] = {"interval": interval, "optimizers": self.optimizers}
         self._steps: list[int] = []
         self._start_units: dict[int, int] = {}
+        self._simulated_epoch: int | None = None
         self._handles: list[Any] = []
         self._attached = False
 
@@ -171,6 +172,28 @@ class LRScheduleCallback(Callback):
         """The momentum (or Adam beta1) this schedule sets, or ``None`` to leave it alone."""
         return None
 
+    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
+        """Known mistakes in this schedule for this run (shown by the preview); empty when none."""
+        return []
+
+    def _lint_per_step_schedule(self, run: RunLength) -> list[str]:
+        if self.interval != "epoch":
+            return []
+        return [
+            f"{type(self).__name__} has interval='epoch': its LR changes once per epoch ({run.steps_per_epoch} "
+            "optimizer steps), though it is meant to move every step. Use interval='step' and give durations "
+            "such as '2epochs'."
+        ]
+
+    def _lint_ends_early(self, end: int, run: RunLength, after: str) -> list[str]:
+        total = run.total(self.interval)
+        if total is None or end >= total:
+            return []
+        return [
+            f"{type(self).__name__} ends after {end} of the run's {total} {self.interval}s; for the last "
+            f"{total - end} the LR {after}. Leave its length out to span the whole run."
+        ]
+
     def is_ready(self, trainer: pl.Trainer) -> bool:
         """False while a value the schedule needs is still to come (e.g. ``max_lr='auto'`` before the range test)."""
         return True
@@ -186,7 +209,10 @@ class LRScheduleCallback(Callback):
 
     def progress(self, trainer: pl.Trainer, optimizer_index: int) -> int:
         """Schedule units done (optimizer steps or epochs), less the schedule's ``start`` offset, if it has one."""
-        done = trainer.current_epoch if self.interval == "epoch" else self.steps_done(optimizer_index)
+        if self.interval == "epoch":
+            done = trainer.current_epoch if self._simulated_epoch is None else self._simulated_epoch
+        else:
+            done = self.steps_done(optimizer_index)
         return max(0, done - self._start_units.get(optimizer_index, 0))
 
     def _resolve_start(self, trainer: pl.Trainer, run: RunLength, start: Duration) -> None:

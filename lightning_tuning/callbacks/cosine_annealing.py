@@ -111,6 +111,12 @@ class CosineAnnealing(LRScheduleCallback):
                     )
             self._eta_mins[index] = eta_mins
 
+    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
+        if self.T_0 is not None or not self._lengths:
+            return []
+        index, length = next(iter(self._lengths.items()))
+        return self._lint_ends_early(self._start_units.get(index, 0) + length, run, "stays at eta_min")
+
     def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
         t = self.progress(trainer, optimizer_index)
         eta_min = self._eta_mins[optimizer_index][group_index]

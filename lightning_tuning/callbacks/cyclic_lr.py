@@ -132,6 +132,9 @@ class CyclicLR(AbsoluteLRSchedule):
                     f"{optimizer_index}; the cycle goes from base_lr up to max_lr."
                 )
 
+    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
+        return self._lint_per_step_schedule(run)
+
     def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
         t = self.progress(trainer, optimizer_index)
         low = self._base_lrs[optimizer_index][group_index]

@@ -142,6 +142,13 @@ class OneCycle(AbsoluteLRSchedule):
             if self.targets(index):
                 self._phases[index] = phases
 
+    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
+        notes = self._lint_per_step_schedule(run)
+        if self._phases:
+            length = next(iter(self._phases.values())).total_steps
+            notes += self._lint_ends_early(length, run, "stays at max_lr / div_factor / final_div_factor")
+        return notes
+
     def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
         t = self.progress(trainer, optimizer_index)
         max_lr = self.max_lrs(trainer, optimizer_index)[group_index]

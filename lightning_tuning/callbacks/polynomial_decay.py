@@ -81,5 +81,11 @@ class PolynomialDecay(LRScheduleCallback):
                 )
             self._lengths[index] = length
 
+    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
+        if not self._lengths:
+            return []
+        index, length = next(iter(self._lengths.items()))
+        return self._lint_ends_early(self._start_units.get(index, 0) + length, run, "is 0 and the model stops learning")
+
     def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
         return polynomial_factor(self.progress(trainer, optimizer_index), self._lengths[optimizer_index], self.power)

@@ -65,5 +65,11 @@ class StepDecay(LRScheduleCallback):
         if self._step_units <= 0:
             raise ValueError(f"StepDecay.step_size={self.step_size!r} resolves to 0 {self.interval}s; use at least 1.")
 
+    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
+        total = run.total(self.interval)
+        if total is not None and self._step_units >= total:
+            return [f"StepDecay.step_size is {self._step_units} {self.interval}s, the run {total}: it never decays."]
+        return []
+
     def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
         return step_factor(self.progress(trainer, optimizer_index), self._step_units, self.gamma)

@@ -134,6 +134,17 @@ class Warmup(LRScheduleCallback):
             if self.targets(index):
                 self._length_for(trainer, run, index)
 
+    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
+        notes = self._lint_per_step_schedule(run)
+        total = run.total(self.interval)
+        for index, length in self._lengths.items():
+            if total and warmup_end(length, self.kind) > total / 2:
+                notes.append(
+                    f"Warmup of optimizer {index} lasts {warmup_end(length, self.kind)} of {total} {self.interval}s: "
+                    "more than half the run is spent below the target LR."
+                )
+        return notes
+
     def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
         t = self.progress(trainer, optimizer_index)
         return warmup_factor(t, self._lengths[optimizer_index], self.kind, self.start_factor)

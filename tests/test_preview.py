@@ -1,0 +1,75 @@
+"""The schedule preview computes, without training, the curve a real fit then follows."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lightning_tuning import CosineAnnealing, OneCycle, PlateauDecay, StepDecay, Warmup
+from lightning_tuning.preview import format_preview, preview_command, preview_schedule
+from tests.lr_helpers import LRRecorder, TwoGroupModel, fit
+
+
+def trainer(tmp_path: Path, callbacks: list[Any], **kwargs: Any) -> Trainer:
+    settings = {
+        "max_epochs": 3,
+        "limit_train_batches": 6,
+        "limit_val_batches": 0,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        **kwargs,
+    }
+    return Trainer(default_root_dir=tmp_path, callbacks=callbacks, **settings)
+
+
+def test_preview_equals_the_real_run(tmp_path: Path) -> None:
+    def callbacks() -> list[Any]:
+        return [Warmup(4), CosineAnnealing(start="after_warmup", eta_min=0.001), StepDecay(1, gamma=0.9)]
+
+    torch.manual_seed(0)
+    model = TwoGroupModel("adam")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    preview = preview_schedule(trainer(tmp_path, callbacks()), model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the preview must not train"
+    recorder = LRRecorder()
+    fit(TwoGroupModel("adam"), [*callbacks(), recorder], tmp_path, max_epochs=3, limit_train_batches=6)
+    assert preview.steps == 18
+    assert preview.columns["lr/Adam/pg0"] == [lrs[0] for lrs in recorder.lrs]
+    assert preview.columns["lr/Adam/pg1"] == [lrs[1] for lrs in recorder.lrs]
+
+
+def test_preview_command_writes_csv_png_and_tensorboard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    logger = TensorBoardLogger(tmp_path)
+    run = trainer(tmp_path, [OneCycle(max_lr=0.5)], logger=logger)
+    preview_command(run, TwoGroupModel("sgd"))
+    out = capsys.readouterr().out
+    assert "lr/SGD/pg0" in out
+    directory = Path(logger.log_dir)
+    rows = list(csv.reader((directory / "schedule_preview.csv").open()))
+    assert sorted(rows[0]) == ["lr/SGD/pg0", "lr/SGD/pg1", "momentum/SGD/pg0", "momentum/SGD/pg1", "step"]
+    assert len(rows) == 19
+    assert float(rows[1][rows[0].index("lr/SGD/pg0")]) == pytest.approx(0.5 / 25)
+    assert (directory / "schedule_preview.png").stat().st_size > 1000
+    assert any(p.name.startswith("events.out.tfevents") for p in directory.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "message"),
+    [
+        ([OneCycle(max_lr=0.1, interval="epoch")], "interval='epoch': its LR changes once per epoch"),
+        ([CosineAnnealing(T_max=10)], "ends after 10 of the run's 18 steps"),
+        ([Warmup(12)], "more than half the run"),
+        ([PlateauDecay()], "does not have: its reductions are not shown"),
+        ([StepDecay(step_size=5)], "it never decays"),
+    ],
+)
+def test_preview_warns_about_known_mistakes(callbacks: list[Any], message: str, tmp_path: Path) -> None:
+    preview = preview_schedule(trainer(tmp_path, callbacks), TwoGroupModel())
+    assert message in format_preview(preview)
