@@ -291,3 +291,8 @@ def test_past_the_end_cosine_holds_eta_min(tmp_path: Any) -> None:
     recorder = LRRecorder()
     fit(TwoGroupModel(), [CosineAnnealing(T_max=4, eta_min=0.001), recorder], tmp_path, max_steps=8, max_epochs=-1)
     assert [lrs[0] for lrs in recorder.lrs][4:] == pytest.approx([0.001] * 4)
+
+
+def test_non_finite_loss_is_reported_with_step_and_lr(tmp_path: Any) -> None:
+    with pytest.warns(UserWarning, match=r"loss is inf at batch 2 of epoch 0 .*rate\(s\) SGD: 0.075, 0.0225"):
+        fit(InfGradientAt({2}), [Warmup(4)], tmp_path, max_epochs=1, limit_train_batches=4)

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
@@ -357,6 +358,7 @@ class LRScheduleCallback(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self._is_leader(trainer):
+            report_non_finite_loss(trainer, outputs)
             apply_schedules(trainer)
 
     def _log_values(self, trainer: pl.Trainer) -> None:
@@ -421,6 +423,24 @@ class LRScheduleCallback(Callback):
             "with the original config to continue the same schedule."
         )
         self.load_state_dict(saved)
+
+
+def report_non_finite_loss(trainer: pl.Trainer, outputs: Any) -> None:
+    """Warn, with the step and the learning rates, when the training loss is NaN or infinite."""
+    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    if not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss.detach()).all()):
+        return
+    lrs = "; ".join(
+        f"{name}: " + ", ".join(f"{group['lr']:.4g}" for group in optimizer.param_groups)
+        for name, optimizer in zip(optimizer_names(trainer.optimizers), trainer.optimizers, strict=True)
+    )
+    rank_zero_warn(
+        f"The training loss is {loss.detach().float().mean().item()} at batch {trainer.fit_loop.epoch_loop.batch_idx} "
+        f"of epoch {trainer.current_epoch} (after {trainer.global_step} optimizer steps), trained with learning "
+        f"rate(s) {lrs}. "
+        "A learning rate too high for this point of the schedule is the usual cause: lower the peak LR, lengthen "
+        "the warmup, or run `python -m lightning_tuning lr_find` to pick one."
+    )
 
 
 def per_group(value: float | Sequence[float], groups: int, argument: str) -> list[float]:
