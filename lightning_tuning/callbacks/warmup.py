@@ -120,7 +120,7 @@ class Warmup(LRScheduleCallback):
         if length <= 0:
             raise ValueError(f"Warmup.length={self.length!r} resolves to {length} units; it must be at least 1.")
         total = run.total(self.interval)
-        if total is not None and warmup_end(length, self.kind) >= total:
+        if total is not None and length >= total:
             raise ValueError(
                 f"Warmup.length={self.length!r} is {length} {self.interval}s, but the whole run is {total} "
                 f"{self.interval}s: the warmup would never finish. Shorten the warmup (e.g. '5%') or train longer."
