@@ -294,5 +294,5 @@ def test_past_the_end_cosine_holds_eta_min(tmp_path: Any) -> None:
 
 
 def test_non_finite_loss_is_reported_with_step_and_lr(tmp_path: Any) -> None:
-    with pytest.warns(UserWarning, match=r"loss is inf at batch 2 of epoch 0 .*rate\(s\) SGD: 0.075, 0.0225"):
-        fit(InfGradientAt({2}), [Warmup(4)], tmp_path, max_epochs=1, limit_train_batches=4)
+    with pytest.warns(UserWarning, match=r"loss is inf at batch 2 of epoch 0 .*rate\(s\) SGD: 0.06, 0.018"):
+        fit(InfGradientAt({2}), [Warmup(5)], tmp_path, max_epochs=1, limit_train_batches=6)
