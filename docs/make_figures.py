@@ -13,12 +13,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch import Trainer  # noqa: E402
-from lightning.pytorch.demos.boring_classes import BoringModel  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.demos.boring_classes import BoringModel
 
-from lightning_tuning import (  # noqa: E402
+from lightning_tuning import (
     CosineAnnealing,
     CyclicLR,
     ExponentialDecay,
@@ -27,7 +27,7 @@ from lightning_tuning import (  # noqa: E402
     StepDecay,
     Warmup,
 )
-from lightning_tuning.preview import preview_schedule  # noqa: E402
+from lightning_tuning.preview import preview_schedule
 
 OUT = Path(__file__).parent / "figures"
 
