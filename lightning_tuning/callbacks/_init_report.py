@@ -1,0 +1,67 @@
+"""The init report shared by :class:`~lightning_tuning.WeightInit` and :class:`~lightning_tuning.LSUVInit`.
+
+Per layer: weight std, output mean/std on a real batch, gradient std after one backward (``torch.autograd.grad``, so
+no ``.grad`` is written and the optimizer sees nothing), fraction of dead ReLU units. Printed on rank 0 as a table and
+sent to every logger with ``log_metrics`` under ``init/<layer>/<stat>`` (``pl_module.log`` is not allowed in
+``on_fit_start``); a TensorBoard logger shows them as scalars at the current global step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from lightning_tuning.callbacks._init_probe import make_runner, probe_guard, weight_layers
+from lightning_tuning.init.report import LayerStats, format_table, layer_statistics, signal_problems
+from lightning_tuning.init.tracing import trace_activations
+
+_LOGGED = ("weight_std", "act_mean", "act_std", "grad_std", "dead_frac")
+
+
+def measure(pl_module: pl.LightningModule, batch: Any | None, example: Any | None) -> list[LayerStats]:
+    """Trace the layer order and activations, then measure each layer, without side effects on training."""
+    layers = weight_layers(pl_module)
+    with probe_guard(pl_module):
+        pl_module.train()
+        run = make_runner(pl_module, batch, example)
+        with torch.no_grad():
+            trace = trace_activations(pl_module, layers, run)
+        return layer_statistics(pl_module, trace.order, trace.activation, run)
+
+
+def publish(trainer: pl.Trainer, stats: list[LayerStats], title: str) -> None:
+    """Print the table on rank 0 and send the numbers to every logger."""
+    rank_zero_info(f"{title} (step {trainer.global_step})\n{format_table(stats)}")
+    metrics: dict[str, float] = {}
+    for s in stats:
+        for key in _LOGGED:
+            value = getattr(s, key)
+            if not math.isnan(value):
+                metrics[f"init/{s.layer}/{key}"] = value
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=trainer.global_step)
+
+
+def fail_fast(
+    trainer: pl.Trainer, stats: list[LayerStats], vanish_below: float | None, explode_above: float | None, who: str
+) -> None:
+    """Raise on every rank when any rank saw a layer output std outside the thresholds.
+
+    Raises:
+        MisconfigurationException: Naming each offending layer and the thresholds, so the init can be changed.
+    """
+    if vanish_below is None and explode_above is None:
+        return
+    problems = signal_problems(stats, vanish_below, explode_above)
+    if trainer.strategy.reduce_boolean_decision(bool(problems), all=False):
+        raise MisconfigurationException(
+            f"{who}: the signal vanishes or explodes with depth at init:\n  "
+            + ("\n  ".join(problems) or "(seen on another rank)")
+            + f"\nThresholds: vanish_below={vanish_below}, explode_above={explode_above}. Pick a scheme whose gain fits"
+            " the activation (e.g. kaiming_normal with nonlinearity: auto, or LSUVInit), or relax the thresholds."
+        )

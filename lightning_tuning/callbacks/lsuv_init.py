@@ -1,0 +1,239 @@
+r"""
+LSUV initialisation
+===================
+
+Layer-sequential unit-variance init (Mishkin & Matas, "All you need is a good init", ICLR 2016) on a real batch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch import nn
+from typing_extensions import override
+
+from lightning_tuning.callbacks._init_probe import first_train_batch, is_resuming, make_runner, probe_guard
+from lightning_tuning.callbacks._init_report import fail_fast, measure, publish
+from lightning_tuning.callbacks.weight_init import verify_same_on_all_ranks
+from lightning_tuning.init.apply import apply_plan, effective_tensor, write_tensor
+from lightning_tuning.init.rules import InitRule, build_plan, describe_modules
+from lightning_tuning.init.tracing import trace_activations
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the measured layer has produced its output: the rest of the forward is not needed."""
+
+
+class LSUVInit(Callback):
+    r"""Orthogonal pre-init, then rescale each selected layer, in execution order, to unit output std on a real batch.
+
+    For each layer (in the order the forward pass runs them) the first training batch is passed through the model up
+    to that layer, and the layer's weight is divided by its output std until ``|std - 1| <= tol`` or ``max_iters``
+    rescalings were made. Under DDP each rank uses its own batch and the sums (Σx, Σx², n) are all-reduced, so every
+    rank applies the same scale; the pre-init is drawn from per-parameter generators, so ranks agree (checked by a
+    checksum). The batch comes from a fresh copy of the training dataloader; the global RNG states, the train/eval
+    flag of every submodule and the buffers (BatchNorm statistics) are restored afterwards. The model is measured in
+    train mode, with one fixed dropout mask.
+
+    When: ``on_fit_start`` (after ``configure_model``, after a DDP checkpoint restore, before the first step); skipped
+    when resuming from a checkpoint. Put it after :class:`~lightning_tuning.WeightInit` and
+    :class:`~lightning_tuning.WeightNorm` in ``callbacks`` if they are combined (a weight-normalised layer is rescaled
+    through its parametrisation: ``g`` changes).
+
+    Args:
+        modules: Layer types (class names or aliases such as ``linear``, ``conv``) to process.
+        name: Globs on qualified module names to restrict to; ``None``: any.
+        exclude: Globs on qualified module names to leave alone (e.g. a pretrained backbone, or the output ``head``).
+        tol: Tolerance on the output std: a layer is done when ``|std - 1| <= tol``.
+        max_iters: Maximum rescalings per layer.
+        orthogonal_preinit: Start from orthogonal weights (the paper's recipe); ``False`` keeps the current weights.
+        bias: ``zeros`` (the paper's recipe) or ``keep``.
+        seed: Seed of the orthogonal pre-init generators (``None``: rank 0's ``torch.initial_seed()``, broadcast).
+        strict: Raise (instead of warn) when a layer does not reach the tolerance in ``max_iters``.
+        report: Print and log the per-layer init report afterwards.
+        vanish_below: Fail before training when a layer's output std at init is below this.
+        explode_above: Fail before training when a layer's output std at init is above this.
+
+    Raises:
+        MisconfigurationException: Bad arguments (``__init__``); no training dataloader, no matching layer, or a layer
+            that misses the tolerance with ``strict=True`` (``on_fit_start``).
+
+    Example::
+
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[LSUVInit(tol=0.05, exclude=["head"])])
+    """
+
+    def __init__(
+        self,
+        modules: Sequence[str] = ("linear", "conv"),
+        name: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        tol: float = 0.1,
+        max_iters: int = 10,
+        orthogonal_preinit: bool = True,
+        bias: Literal["zeros", "keep"] = "zeros",
+        seed: int | None = None,
+        strict: bool = False,
+        report: bool = False,
+        vanish_below: float | None = None,
+        explode_above: float | None = None,
+    ) -> None:
+        if not 0 < tol < 1:
+            raise MisconfigurationException(f"LSUVInit(tol={tol!r}): must be in (0, 1), e.g. 0.1.")
+        if max_iters < 1:
+            raise MisconfigurationException(f"LSUVInit(max_iters={max_iters!r}): must be a positive integer.")
+        if bias not in ("zeros", "keep"):
+            raise MisconfigurationException(f"LSUVInit(bias={bias!r}): allowed values are 'zeros' and 'keep'.")
+        if isinstance(modules, str):
+            modules = [modules]
+        self.modules = list(modules)
+        self.name = [name] if isinstance(name, str) else list(name or [])
+        self.exclude = [exclude] if isinstance(exclude, str) else list(exclude or [])
+        self.tol = tol
+        self.max_iters = max_iters
+        self.orthogonal_preinit = orthogonal_preinit
+        self.bias = bias
+        self.seed = seed
+        self.strict = strict
+        self.report = report
+        self.vanish_below = vanish_below
+        self.explode_above = explode_above
+        self.initialized = False
+        self.final_std: dict[str, float] = {}
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(modules=self.modules, name=self.name, exclude=self.exclude)
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.initialized or is_resuming(trainer):
+            rank_zero_info("LSUVInit: resuming or already initialised; keeping the current weights.")
+            return
+        batch = first_train_batch(trainer, pl_module)
+        if batch is None:
+            raise MisconfigurationException(
+                "LSUVInit needs a batch from the training dataloader, but `trainer.fit` got none (no"
+                " `train_dataloaders`, DataModule `train_dataloader()` or LightningModule `train_dataloader()`)."
+                " Pass training data to `fit`, or use WeightInit instead."
+            )
+        layers = self._select(pl_module)
+        seed = self.seed if self.seed is not None else trainer.strategy.broadcast(torch.initial_seed() % (1 << 63), 0)
+        rule = InitRule(
+            modules=tuple(self.modules),
+            name=tuple(self.name),
+            weight="orthogonal" if self.orthogonal_preinit else None,
+            weight_args={"gain": 1.0},
+            bias="zeros" if self.bias == "zeros" else None,
+        )
+        if rule.weight or rule.bias:
+            plan = build_plan(pl_module, [rule], self.exclude)
+            entries = [e for e in plan.entries if e.module in layers and e.param in ("weight", "bias")]
+            apply_plan(pl_module, entries, seed)
+        self.final_std = self._rescale(trainer, pl_module, batch, layers)
+        verify_same_on_all_ranks(trainer, pl_module, "LSUVInit")
+        self.initialized = True
+        summary = ", ".join(f"{k}: {v:.3f}" for k, v in self.final_std.items())
+        rank_zero_info(f"LSUVInit: output std per layer after rescaling: {summary}")
+        if self.report or self.vanish_below is not None or self.explode_above is not None:
+            stats = measure(pl_module, batch, None)
+            if self.report:
+                publish(trainer, stats, "LSUVInit report")
+            fail_fast(trainer, stats, self.vanish_below, self.explode_above, "LSUVInit")
+
+    def _select(self, pl_module: pl.LightningModule) -> list[str]:
+        selector = InitRule(modules=tuple(self.modules), name=tuple(self.name), weight="keep")
+        layers = [
+            n
+            for n, m in pl_module.named_modules()
+            if ".parametrizations." not in f".{n}."
+            and selector.matches_module(n, m)
+            and not any(fnmatch.fnmatchcase(n, p) for p in self.exclude)
+            and _weight_of(m) is not None
+        ]
+        if not layers:
+            raise MisconfigurationException(
+                f"LSUVInit(modules={self.modules}, name={self.name or None}, exclude={self.exclude or None}) selects no"
+                f" layer with a weight. Modules with parameters: {describe_modules(pl_module)}."
+            )
+        return layers
+
+    def _rescale(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, layers: list[str]
+    ) -> dict[str, float]:
+        modules = dict(pl_module.named_modules())
+        run = make_runner(pl_module, batch, None)
+        final: dict[str, float] = {}
+        with probe_guard(pl_module), torch.no_grad():
+            pl_module.train()
+            order = trace_activations(pl_module, layers, run).order
+            missed = [n for n in layers if n not in order]
+            if missed:
+                rank_zero_warn(f"LSUVInit: layers {missed} did not run in the forward pass and were not rescaled.")
+            for layer in order:
+                module = modules[layer]
+                std = math.nan
+                for attempt in range(self.max_iters + 1):
+                    std = self._output_std(trainer, pl_module, module, run)
+                    if abs(std - 1.0) <= self.tol or attempt == self.max_iters or not math.isfinite(std) or std == 0:
+                        break
+                    write_tensor(module, "weight", effective_tensor(module, "weight") / std)
+                final[layer] = std
+                if not abs(std - 1.0) <= self.tol:
+                    message = (
+                        f"LSUVInit: layer {layer!r} has output std {std:.4g} after {self.max_iters} rescalings"
+                        f" (tol={self.tol}). Raise `max_iters`, loosen `tol`, or exclude the layer."
+                    )
+                    if self.strict:
+                        raise MisconfigurationException(message)
+                    rank_zero_warn(message)
+        return final
+
+    @staticmethod
+    def _output_std(trainer: pl.Trainer, pl_module: pl.LightningModule, module: nn.Module, run: Any) -> float:
+        captured: list[torch.Tensor] = []
+
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _StopForward
+
+        handle = module.register_forward_hook(hook)
+        try:
+            torch.manual_seed(0)  # same dropout mask at every attempt; the caller restores the global RNG
+            run()
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        out = captured[0].detach().double()
+        sums = torch.stack([out.sum(), out.pow(2).sum(), torch.tensor(float(out.numel()), dtype=torch.float64)])
+        sums = trainer.strategy.reduce(sums.to(pl_module.device), reduce_op="sum").cpu()
+        mean = sums[0] / sums[2]
+        return float((sums[1] / sums[2] - mean * mean).clamp_min(0).sqrt())
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"initialized": self.initialized, "final_std": dict(self.final_std)}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.initialized = bool(state_dict.get("initialized", False))
+        self.final_std = dict(state_dict.get("final_std", {}))
+
+
+def _weight_of(module: nn.Module) -> torch.Tensor | None:
+    try:
+        weight = module.weight
+    except AttributeError:
+        return None
+    return weight if isinstance(weight, torch.Tensor) else None

@@ -1,0 +1,225 @@
+r"""
+Weight initialisation
+=====================
+
+Initialise a LightningModule's parameters from an ordered list of rules, reproducibly and identically on every rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from typing_extensions import override
+
+from lightning_tuning.callbacks._init_probe import is_resuming, require_probe_input
+from lightning_tuning.callbacks._init_report import fail_fast, measure, publish
+from lightning_tuning.init.apply import InitHadNoEffectError, apply_plan, parameter_checksum
+from lightning_tuning.init.rules import InitRule, build_plan, describe_modules, parse_rules
+from lightning_tuning.init.schemes import needs_activation
+from lightning_tuning.init.tracing import trace_activations
+
+
+class WeightInit(Callback):
+    r"""Initialise parameters by rules: first matching rule per parameter wins, everything else is left alone.
+
+    A rule (a dict in YAML) selects modules and names a scheme for their weights and biases::
+
+        {modules: [Linear, conv], name: "encoder.*", params: ["weight*"],
+         weight: kaiming_normal, weight_args: {nonlinearity: auto}, bias: zeros, include_frozen: false}
+
+    ``modules`` are class names (base classes count; ``torch.nn.Linear`` spelled in full works too) or the aliases
+    ``linear``, ``conv``, ``conv_transpose``, ``norm``, ``rnn``, ``embedding``; ``name`` and ``params`` are shell
+    **globs** (``fnmatch``) on the qualified module name and on the module's own parameter names. ``weight`` applies
+    to parameters whose name does not start with ``bias``. Schemes: ``zeros``, ``ones``, ``constant``, ``normal``,
+    ``uniform``, ``trunc_normal``, ``xavier_uniform``, ``xavier_normal``, ``kaiming_uniform``, ``kaiming_normal``,
+    ``orthogonal``, ``lecun_normal``, ``variance_scaling``, ``default`` (``reset_parameters()``) and ``keep``;
+    arguments and conventions are documented in :mod:`lightning_tuning.init.schemes`. ``gain: auto`` /
+    ``nonlinearity: auto`` use the activation that follows the layer in one traced forward pass.
+
+    When: in ``on_fit_start``, i.e. after ``configure_model`` (so modules built there are covered), after a DDP/default
+    checkpoint restore and before the first optimizer step. Every parameter is drawn from its own generator seeded by
+    ``(seed, qualified name)``, so all ranks compute the same values without a broadcast, and a checksum of all
+    parameters is compared across ranks. The optimizer already holds the parameters; they are overwritten in place.
+    When ``trainer.fit`` resumes from a checkpoint (``ckpt_path``), or this callback already ran (its state says so),
+    nothing is re-initialised. Under FSDP/DeepSpeed the checkpoint is restored after this hook anyway.
+
+    Args:
+        rules: Ordered rules (dicts or :class:`~lightning_tuning.init.InitRule`), see above.
+        seed: Seed of the per-parameter generators. ``None``: rank 0's ``torch.initial_seed()``, broadcast (so a
+            ``seed_everything`` run is reproducible and the ranks still agree).
+        exclude: Globs on qualified module names that are never touched (e.g. a pretrained ``"backbone*"``).
+        strict: Raise if a rule selects no parameter (it is probably misspelled); otherwise warn.
+        verify_ranks: Under multi-process strategies, compare a checksum of all parameters across ranks after init.
+        report: Print and log the per-layer init report (weight std, output mean/std, gradient std, dead ReLUs).
+        report_every_n_steps: Also measure and log the report every N optimizer steps during training.
+        vanish_below: Fail before training when a layer's output std at init is below this.
+        explode_above: Fail before training when a layer's output std at init is above this.
+
+    Raises:
+        MisconfigurationException: On a bad rule, unknown scheme or argument, or bad option (in ``__init__``); on a rule
+            that matches nothing, an ``auto`` gain without any input to trace, an init that had no effect, ranks that
+            disagree, or a vanishing/exploding signal (in ``on_fit_start``).
+
+    Example::
+
+        >>> from lightning.pytorch import Trainer
+        >>> init = WeightInit(
+        ...     rules=[
+        ...         {"name": "head", "weight": "xavier_uniform", "bias": "zeros"},
+        ...         {"modules": ["Linear"], "weight": "kaiming_normal", "weight_args": {"nonlinearity": "relu"},
+        ...          "bias": "zeros"},
+        ...     ],
+        ...     seed=0,
+        ... )
+        >>> trainer = Trainer(callbacks=[init])
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[dict[str, Any]],
+        seed: int | None = None,
+        exclude: Sequence[str] | None = None,
+        strict: bool = True,
+        verify_ranks: bool = True,
+        report: bool = False,
+        report_every_n_steps: int | None = None,
+        vanish_below: float | None = None,
+        explode_above: float | None = None,
+    ) -> None:
+        try:
+            self._rules: list[InitRule] = parse_rules(rules)
+        except ValueError as err:
+            raise MisconfigurationException(f"WeightInit(rules=...): {err}") from None
+        if not self._rules:
+            raise MisconfigurationException(
+                "WeightInit(rules=[]) has nothing to do. Give at least one rule, e.g."
+                " {modules: [Linear], weight: kaiming_normal, weight_args: {nonlinearity: auto}, bias: zeros}."
+            )
+        if report_every_n_steps is not None and report_every_n_steps < 1:
+            raise MisconfigurationException(
+                f"WeightInit(report_every_n_steps={report_every_n_steps!r}): must be a positive integer or None."
+            )
+        for arg, value in (("vanish_below", vanish_below), ("explode_above", explode_above)):
+            if value is not None and value <= 0:
+                raise MisconfigurationException(f"WeightInit({arg}={value!r}): must be a positive number or None.")
+        if isinstance(exclude, str):
+            exclude = [exclude]
+        self.rules = [dict(r) if isinstance(r, Mapping) else r for r in rules]
+        self.seed = seed
+        self.exclude = list(exclude or [])
+        self.strict = strict
+        self.verify_ranks = verify_ranks
+        self.report = report
+        self.report_every_n_steps = report_every_n_steps
+        self.vanish_below = vanish_below
+        self.explode_above = explode_above
+        self.initialized = False
+        self.seed_used: int | None = None
+        self.plan: list[dict[str, Any]] = []
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(rules=self.rules, seed=self.seed, exclude=self.exclude)
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.initialized or is_resuming(trainer):
+            why = "resuming from a checkpoint" if is_resuming(trainer) else "parameters were already initialised"
+            rank_zero_info(f"WeightInit: {why}; keeping the current weights.")
+        else:
+            self._initialise(trainer, pl_module)
+        if self.report or self.vanish_below is not None or self.explode_above is not None:
+            batch, example = require_probe_input(trainer, pl_module, "WeightInit(report=True)", "a batch to measure")
+            stats = measure(pl_module, batch, example)
+            if self.report:
+                publish(trainer, stats, "WeightInit report")
+            fail_fast(trainer, stats, self.vanish_below, self.explode_above, "WeightInit")
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        every = self.report_every_n_steps
+        if every is None or trainer.global_step == 0 or trainer.global_step % every:
+            return
+        if getattr(self, "_last_report_step", None) == trainer.global_step:  # gradient accumulation repeats a step
+            return
+        self._last_report_step = trainer.global_step
+        publish(trainer, measure(pl_module, batch, None), "WeightInit report")
+
+    def _initialise(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        plan = build_plan(pl_module, self._rules, self.exclude)
+        for index, rule in enumerate(self._rules):
+            if plan.selected_by_rule[index] == 0:
+                message = (
+                    f"WeightInit: rules[{index}] ({rule.describe()}) selects no parameter of"
+                    f" {type(pl_module).__name__}. Modules with parameters: {describe_modules(pl_module)}."
+                    " Fix `modules`/`name`/`params` (names are globs, e.g. 'head.*'), or set `include_frozen: true` for"
+                    " frozen parameters."
+                )
+                if self.strict:
+                    raise MisconfigurationException(message)
+                rank_zero_warn(message)
+            elif plan.won_by_rule[index] == 0:
+                rank_zero_warn(
+                    f"WeightInit: rules[{index}] ({rule.describe()}) is shadowed: every parameter it selects is taken"
+                    " by an earlier rule (first match wins). Move it up if it should apply."
+                )
+        activations = None
+        if any(needs_activation(e.scheme, e.args) for e in plan.entries):
+            batch, example = require_probe_input(trainer, pl_module, "WeightInit", "a forward pass for `auto` gains")
+            activations = _traced_activations(pl_module, batch, example)
+        seed = self.seed if self.seed is not None else trainer.strategy.broadcast(torch.initial_seed() % (1 << 63), 0)
+        try:
+            apply_plan(pl_module, plan.entries, seed, activations)
+        except InitHadNoEffectError as err:
+            raise MisconfigurationException(f"WeightInit: {err}") from None
+        except ValueError as err:
+            raise MisconfigurationException(f"WeightInit: {err}") from None
+        if self.verify_ranks:
+            verify_same_on_all_ranks(trainer, pl_module, "WeightInit")
+        self.initialized = True
+        self.seed_used = int(seed)
+        self.plan = [entry.to_dict() for entry in plan.entries]
+        rank_zero_info(f"WeightInit: initialised {len(plan.entries)} parameter tensors (seed {seed}).")
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"initialized": self.initialized, "seed_used": self.seed_used, "plan": self.plan}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.initialized = bool(state_dict.get("initialized", False))
+        self.seed_used = state_dict.get("seed_used")
+        self.plan = list(state_dict.get("plan", []))
+
+
+def _traced_activations(pl_module: pl.LightningModule, batch: Any, example: Any) -> dict:
+    from lightning_tuning.callbacks._init_probe import make_runner, probe_guard, weight_layers
+
+    with probe_guard(pl_module), torch.no_grad():
+        return trace_activations(pl_module, weight_layers(pl_module), make_runner(pl_module, batch, example)).activation
+
+
+def verify_same_on_all_ranks(trainer: pl.Trainer, pl_module: pl.LightningModule, who: str) -> None:
+    """Compare a checksum of all parameters across ranks; raise on every rank if they differ.
+
+    Raises:
+        RuntimeError: If any two ranks hold different parameters.
+    """
+    if trainer.world_size <= 1:
+        return
+    checksum = parameter_checksum(pl_module).to(pl_module.device)
+    gathered = trainer.strategy.all_gather(checksum).reshape(-1).cpu()
+    if not torch.all(gathered == gathered[0]):
+        raise RuntimeError(
+            f"{who}: ranks hold different parameters after init (checksums {gathered.tolist()}). Something outside"
+            " the init changed them per rank; check for rank-dependent code in the model or other callbacks."
+        )
