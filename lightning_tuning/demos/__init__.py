@@ -13,7 +13,7 @@ from lightning_tuning.demos.char_lm import CharLMDataModule, CharTransformer
 from lightning_tuning.demos.classification import ClassificationModule
 from lightning_tuning.demos.digits import DigitsConvNet, DigitsDataModule
 from lightning_tuning.demos.mnist1d_data import MNIST1DDataModule
-from lightning_tuning.demos.mnist1d_models import MNIST1DConvNet, MNIST1DMLP
+from lightning_tuning.demos.mnist1d_models import MNIST1DMLP, MNIST1DConvNet
 
 __all__ = [
     "CharLMDataModule",

@@ -1,0 +1,272 @@
+"""The ``python -m lightning_tuning`` command line: LightningCLI with TensorBoard, ``lr_find`` and ``preview``.
+
+Example::
+
+    python -m lightning_tuning fit --config configs/quickstart.yaml
+    python -m lightning_tuning fit --config configs/quickstart.yaml --config configs/optimizers/nesterov.yaml
+    python -m lightning_tuning fit --model lightning.pytorch.demos.boring_classes.BoringModel --trainer.max_epochs 1
+    python -m lightning_tuning lr_find --config configs/quickstart.yaml
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.imports import RequirementCache
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
+from typing_extensions import override
+
+
+def _tensorboard_available() -> bool:
+    # the two packages Lightning's TensorBoardLogger can write with
+    return bool(RequirementCache("tensorboard")) or bool(RequirementCache("tensorboardX"))
+
+
+class TuningTrainer(Trainer):
+    """A :class:`~lightning.pytorch.Trainer` with the two extra entry points behind the CLI's subcommands.
+
+    LightningCLI builds one subcommand per Trainer method (its arguments come from the method's signature)
+    and calls that method to run it. ``lr_find`` and ``preview`` take the same arguments as ``fit``
+    (``ckpt_path``, ``weights_only``), so the same config files work for all three.
+    """
+
+    def lr_find(
+        self,
+        model: LightningModule,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | None = None,
+        weights_only: bool | None = None,
+    ) -> Any:
+        """Runs a learning-rate range test and suggests a learning rate.
+
+        Args:
+            model: The model to test.
+            datamodule: Its data; ``None`` when the model has its own dataloaders.
+            ckpt_path: Start from the weights in this checkpoint instead of the model's initial weights.
+            weights_only: Load the checkpoint with ``torch.load(weights_only=...)``; ``None`` means ``True``.
+
+        Returns:
+            What :func:`lightning_tuning.lr_find.lr_find_command` returns.
+        """
+        from lightning_tuning.lr_find import lr_find_command
+
+        _load_weights(model, ckpt_path, weights_only)
+        return lr_find_command(self, model, datamodule)
+
+    def preview(
+        self,
+        model: LightningModule,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | None = None,
+        weights_only: bool | None = None,
+    ) -> Any:
+        """Previews the configured run (schedules, initialisation) without training.
+
+        Args:
+            model: The model to preview.
+            datamodule: Its data; ``None`` when the model has its own dataloaders.
+            ckpt_path: Preview the weights in this checkpoint instead of the model's initial weights.
+            weights_only: Load the checkpoint with ``torch.load(weights_only=...)``; ``None`` means ``True``.
+
+        Returns:
+            What :func:`lightning_tuning.preview.preview_command` returns.
+        """
+        from lightning_tuning.preview import preview_command
+
+        _load_weights(model, ckpt_path, weights_only)
+        return preview_command(self, model, datamodule)
+
+
+def _load_weights(model: LightningModule, ckpt_path: str | None, weights_only: bool | None) -> None:
+    if ckpt_path is None:
+        return
+    if not os.path.isfile(ckpt_path):
+        raise FileNotFoundError(f"`ckpt_path` {ckpt_path!r} is not a file; pass the path of a Lightning checkpoint.")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True if weights_only is None else weights_only)
+    model.load_state_dict(checkpoint["state_dict"])
+
+
+class TuningCLI(LightningCLI):
+    """LightningCLI for this package: TensorBoard logging, ``--test_after_fit``, ``lr_find`` and ``preview``.
+
+    Differences from :class:`~lightning.pytorch.cli.LightningCLI`:
+
+    - the default logger must be TensorBoard: if neither ``tensorboard`` nor ``tensorboardX`` is installed, it
+      fails before training instead of silently logging to CSV;
+    - two more subcommands, ``lr_find`` and ``preview``, parse exactly like ``fit`` and run
+      ``lightning_tuning.lr_find.lr_find_command`` / ``lightning_tuning.preview.preview_command``
+      (see :class:`TuningTrainer`);
+    - ``schedule:`` takes a list of callbacks (the LR schedules) that is added to ``trainer.callbacks``, so a
+      schedule config layers on a task config without replacing the task's callbacks;
+    - ``--test_after_fit true`` runs ``trainer.test`` after ``fit`` with the best checkpoint (the last weights
+      when no checkpoint was saved); it is accepted by every subcommand so that one config serves them all;
+    - after each run it prints the final metrics, where the TensorBoard logs are and the ``tensorboard`` command.
+
+    Use :func:`main` to get the package's defaults (subclass mode for model and data, optional data, config
+    overwrite).
+
+    Args:
+        *args: Positional arguments of :class:`~lightning.pytorch.cli.LightningCLI`.
+        trainer_class: A :class:`TuningTrainer` subclass (it provides the extra subcommands).
+        **kwargs: Keyword arguments of :class:`~lightning.pytorch.cli.LightningCLI`.
+
+    Raises:
+        TypeError: If ``trainer_class`` is not a :class:`TuningTrainer` subclass.
+        ModuleNotFoundError: If the default (TensorBoard) logger is used and TensorBoard is not installed.
+    """
+
+    def __init__(self, *args: Any, trainer_class: type[TuningTrainer] = TuningTrainer, **kwargs: Any) -> None:
+        if not (isinstance(trainer_class, type) and issubclass(trainer_class, TuningTrainer)):
+            raise TypeError(
+                f"`trainer_class` must be `TuningTrainer` or a subclass of it, got {trainer_class!r}:"
+                " the `lr_find` and `preview` subcommands are its methods."
+            )
+        super().__init__(*args, trainer_class=trainer_class, **kwargs)
+
+    @staticmethod
+    @override
+    def subcommands() -> dict[str, set[str]]:
+        subcommands = LightningCLI.subcommands()
+        fit_skips = {"model", "train_dataloaders", "val_dataloaders", "datamodule"}
+        return {**subcommands, "lr_find": fit_skips, "preview": fit_skips}
+
+    @override
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="After `fit`, run `test` with the best checkpoint (or the last weights if none was saved).",
+        )
+        parser.add_argument(
+            "--schedule",
+            type=list[Callback] | None,
+            default=None,
+            help=(
+                "Learning-rate schedule callbacks (e.g. lightning_tuning.Warmup), added to `trainer.callbacks`."
+                " A key of its own so that a schedule config layers on a task config without replacing its callbacks."
+            ),
+        )
+
+    @override
+    def before_instantiate_classes(self) -> None:
+        logger = self._get(self.config, "trainer", default={}).get("logger")
+        if logger in (None, True) and not _tensorboard_available():
+            raise ModuleNotFoundError(
+                "lightning_tuning logs to TensorBoard by default (`trainer.logger: true`), but neither `tensorboard`"
+                " nor `tensorboardX` is installed. Install it with `pip install tensorboard`, or configure another"
+                " logger explicitly with `--trainer.logger`."
+            )
+
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        schedule = self._get(self.config_init, "schedule") or []
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer_config.get("callbacks") or []
+        trainer_config["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), *schedule]
+        return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        """Prints the validation metrics, optionally tests, and tells where the logs are."""
+        validation = _metrics_with_prefix(self.trainer, "val_")
+        if self._get(self.config, "test_after_fit"):
+            self._test_after_fit()
+        test = _metrics_with_prefix(self.trainer, "test_")
+        _report(self.trainer, {"validation (last epoch)": validation, "test": test})
+
+    def after_validate(self) -> None:
+        """Tells where the logs are."""
+        _report(self.trainer, {})
+
+    def after_test(self) -> None:
+        """Tells where the logs are."""
+        _report(self.trainer, {})
+
+    def after_lr_find(self) -> None:
+        """Tells where the logs are."""
+        _report(self.trainer, {})
+
+    def after_preview(self) -> None:
+        """Tells where the logs are."""
+        _report(self.trainer, {})
+
+    def _test_after_fit(self) -> None:
+        if not is_overridden("test_step", self.model):
+            rank_zero_warn(
+                f"`--test_after_fit` is set but `{type(self.model).__name__}` defines no `test_step`; skipping test."
+            )
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best_path = checkpoint.best_model_path if checkpoint is not None else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best_path or None)
+
+
+def _metrics_with_prefix(trainer: Trainer, prefix: str) -> dict[str, float]:
+    return {
+        name: float(value)
+        for name, value in sorted(trainer.callback_metrics.items())
+        if name.startswith(prefix) and value.numel() == 1
+    }
+
+
+def _tensorboard_loggers(trainer: Trainer) -> list[TensorBoardLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+
+
+def _display_path(path: str) -> str:
+    # relative paths are shorter to read and to paste, but only when they stay below the working directory
+    if "://" in path:
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+@rank_zero_only
+def _report(trainer: Trainer, sections: dict[str, dict[str, float]]) -> None:
+    lines = []
+    for title, metrics in sections.items():
+        if metrics:
+            lines.append(f"Final {title}: " + ", ".join(f"{name}={value:.4f}" for name, value in metrics.items()))
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.best_model_path:
+        best = checkpoint.best_model_score
+        score = "" if best is None else f" ({checkpoint.monitor}={best:.4f})"
+        lines.append(f"Best checkpoint{score}: {_display_path(checkpoint.best_model_path)}")
+    for logger in _tensorboard_loggers(trainer):
+        lines.append(f"TensorBoard logs: {_display_path(logger.log_dir)}")
+        lines.append(f"View them with:   tensorboard --logdir {_display_path(logger.root_dir)}")
+    if lines:
+        print("\n".join(lines))
+
+
+def main(args: ArgsType = None) -> TuningCLI:
+    """Runs the ``lightning_tuning`` command line (``python -m lightning_tuning`` or ``lightning-tuning``).
+
+    Model and data are given by class path (subclass mode); data is optional because a LightningModule may
+    bring its own dataloaders. A rerun overwrites ``config.yaml`` in an existing log directory.
+
+    Args:
+        args: Arguments as on the command line (list, dict or Namespace); ``None`` reads ``sys.argv``.
+
+    Returns:
+        The CLI after running the subcommand, with ``trainer``, ``model`` and ``datamodule`` attributes.
+
+    Example::
+
+        main(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"])
+    """
+    return TuningCLI(
+        LightningModule,
+        # `None` (instead of LightningDataModule) is how LightningCLI makes `--data` optional in subclass mode
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
