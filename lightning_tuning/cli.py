@@ -11,16 +11,20 @@ Example::
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import lazy_instance
 from lightning.fabric.utilities.imports import RequirementCache
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only, rank_zero_warn
 from typing_extensions import override
+
+from lightning_tuning.callbacks.dashboard import TuningDashboard
 
 
 def _tensorboard_available() -> bool:
@@ -102,8 +106,12 @@ class TuningCLI(LightningCLI):
     - two more subcommands, ``lr_find`` and ``preview``, parse exactly like ``fit`` and run
       ``lightning_tuning.lr_find.lr_find_command`` / ``lightning_tuning.preview.preview_command``
       (see :class:`TuningTrainer`);
-    - ``schedule:`` takes a list of callbacks (the LR schedules) that is added to ``trainer.callbacks``, so a
-      schedule config layers on a task config without replacing the task's callbacks;
+    - ``schedule:`` and ``init:`` take lists of callbacks (the LR schedules, the weight initialisation) that are
+      added to ``trainer.callbacks``, so a schedule config and an init config layer on a task config without
+      replacing each other's or the task's callbacks;
+    - ``dashboard:`` a :class:`~lightning_tuning.TuningDashboard`, on by default (``--dashboard null`` turns it off);
+    - ``fit --ckpt_path last`` (or a checkpoint path inside a TensorBoard run) resumes in that run's version
+      directory, so checkpoints are found and the TensorBoard curves continue instead of starting a new run;
     - ``--test_after_fit true`` runs ``trainer.test`` after ``fit`` with the best checkpoint (the last weights
       when no checkpoint was saved); it is accepted by every subcommand so that one config serves them all;
     - after each run it prints the final metrics, where the TensorBoard logs are and the ``tensorboard`` command.
@@ -145,6 +153,21 @@ class TuningCLI(LightningCLI):
             help="After `fit`, run `test` with the best checkpoint (or the last weights if none was saved).",
         )
         parser.add_argument(
+            "--init",
+            type=list[Callback] | None,
+            default=None,
+            help=(
+                "Weight-initialisation callbacks (e.g. lightning_tuning.WeightInit), added to `trainer.callbacks`"
+                " before the schedules. A key of its own so that an init config layers on task and schedule configs."
+            ),
+        )
+        parser.add_argument(
+            "--dashboard",
+            type=TuningDashboard | None,
+            default=lazy_instance(TuningDashboard),
+            help="The TensorBoard dashboard of the tuning callbacks; `null` turns it off.",
+        )
+        parser.add_argument(
             "--schedule",
             type=list[Callback] | None,
             default=None,
@@ -166,11 +189,20 @@ class TuningCLI(LightningCLI):
 
     @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        init = self._get(self.config_init, "init") or []
         schedule = self._get(self.config_init, "schedule") or []
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = trainer_config.get("callbacks") or []
-        trainer_config["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), *schedule]
+        callbacks = [*(callbacks if isinstance(callbacks, list) else [callbacks]), *init, *schedule]
+        dashboard = self._get(self.config_init, "dashboard")
+        if dashboard is not None and not any(isinstance(cb, TuningDashboard) for cb in callbacks):
+            callbacks.append(dashboard)
+        trainer_config["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """Resume inside the checkpoint's TensorBoard run (see :func:`_resume_in_checkpoint_run`)."""
+        _resume_in_checkpoint_run(self.trainer, self._get(self.config, "ckpt_path"))
 
     def after_fit(self) -> None:
         """Prints the validation metrics, optionally tests, and tells where the logs are."""
@@ -205,6 +237,32 @@ class TuningCLI(LightningCLI):
         checkpoint = self.trainer.checkpoint_callback
         best_path = checkpoint.best_model_path if checkpoint is not None else ""
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best_path or None)
+
+
+def _resume_in_checkpoint_run(trainer: Trainer, ckpt_path: str | None) -> None:
+    """Point an unversioned TensorBoardLogger at the run directory of the checkpoint being resumed.
+
+    A new run directory (``version_N+1``) would hide ``last.ckpt`` from ``--ckpt_path last`` and start the
+    TensorBoard curves over; resuming in the checkpoint's own directory continues them.
+    """
+    loggers = _tensorboard_loggers(trainer)
+    if not ckpt_path or not loggers or loggers[0]._version is not None:
+        return
+    logger = loggers[0]
+    run_root = Path(logger.root_dir)
+    if ckpt_path == "last":
+        runs = sorted(
+            (path.parent.parent for path in run_root.glob("*/checkpoints/last*.ckpt")),
+            key=lambda run: run.stat().st_mtime,
+        )
+        if not runs:
+            return
+        logger._version = runs[-1].name
+    else:
+        path = Path(ckpt_path).resolve()
+        if path.parent.name == "checkpoints" and path.parent.parent.parent == run_root.resolve():
+            logger._version = path.parent.parent.name
+    rank_zero_info(f"Resuming in {_display_path(logger.log_dir)}: checkpoints and TensorBoard curves continue there.")
 
 
 def _metrics_with_prefix(trainer: Trainer, prefix: str) -> dict[str, float]:

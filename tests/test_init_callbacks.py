@@ -260,12 +260,12 @@ def test_ddp_ranks_agree_and_match_single_process(tmp_path):
     "config", sorted(Path(__file__).parents[1].joinpath("configs", "init").glob("*.yaml")), ids=lambda p: p.name
 )
 def test_init_configs_parse_and_instantiate(config, tmp_path):
-    from lightning.pytorch.cli import LightningCLI
+    from lightning_tuning.cli import TuningCLI
 
-    cli = LightningCLI(
+    cli = TuningCLI(
         TinyMLP, run=False, save_config_callback=None,
         args=["--config", str(config), f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
-              "--trainer.max_steps=1", "--trainer.enable_progress_bar=false"],
+              "--trainer.max_steps=1", "--trainer.enable_progress_bar=false", "--dashboard=null"],
     )  # fmt: skip
     names = [type(cb).__name__ for cb in cli.trainer.callbacks]
     assert {"WeightInit", "LSUVInit", "WeightNorm"} & set(names)
