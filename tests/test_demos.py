@@ -316,3 +316,22 @@ def test_training_logs_the_shared_metric_names(tmp_path: Path) -> None:
     torch.testing.assert_close(
         trainer.callback_metrics["val_ppl"], trainer.callback_metrics["val_loss"].exp(), rtol=1e-3, atol=1e-3
     )
+
+
+def test_resumable_sampler_permutation_depends_on_seed_and_epoch_only() -> None:
+    from types import SimpleNamespace
+
+    from lightning_tuning.demos.resumable import ResumableShuffleSampler
+
+    def trainer(epoch: int, restarting: bool = False, completed: int = 0) -> SimpleNamespace:
+        progress = SimpleNamespace(current=SimpleNamespace(completed=completed))
+        loop = SimpleNamespace(restarting=restarting, epoch_loop=SimpleNamespace(batch_progress=progress))
+        return SimpleNamespace(current_epoch=epoch, fit_loop=loop)
+
+    epoch1 = list(ResumableShuffleSampler(50, seed=3, batch_size=10, trainer=lambda: trainer(1)))
+    assert sorted(epoch1) == list(range(50))
+    torch.manual_seed(123)  # the global RNG plays no part
+    assert list(ResumableShuffleSampler(50, seed=3, batch_size=10, trainer=lambda: trainer(1))) == epoch1
+    assert list(ResumableShuffleSampler(50, seed=3, batch_size=10, trainer=lambda: trainer(2))) != epoch1
+    resumed = ResumableShuffleSampler(50, seed=3, batch_size=10, trainer=lambda: trainer(1, True, completed=2))
+    assert list(resumed) == epoch1[20:]

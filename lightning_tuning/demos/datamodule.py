@@ -5,11 +5,16 @@ from __future__ import annotations
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_tuning.demos.resumable import ResumableShuffleSampler
+
 
 class SplitDataModule(LightningDataModule):
     """Base of the demo DataModules: subclasses fill ``train_set``/``val_set``/``test_set`` in ``setup``.
 
-    The predict dataloader serves the test set, so ``predict`` works on every demo.
+    The predict dataloader serves the test set, so ``predict`` works on every demo. The training set is shuffled
+    by a :class:`~lightning_tuning.demos.resumable.ResumableShuffleSampler` seeded with ``shuffle_seed`` (the
+    subclass's ``seed`` attribute, else 0): the batches depend on the seed and the epoch only, and a run resumed
+    mid-epoch trains on exactly the batches an uninterrupted run would have.
 
     Args:
         batch_size: Batch size of every dataloader.
@@ -32,7 +37,21 @@ class SplitDataModule(LightningDataModule):
         self.test_set: Dataset | None = None
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        if self.train_set is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders are requested.")
+        sampler = ResumableShuffleSampler(
+            len(self.train_set),  # type: ignore[arg-type]
+            seed=int(getattr(self, "seed", 0)),
+            batch_size=self.batch_size,
+            trainer=lambda: self.trainer,
+        )
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set)

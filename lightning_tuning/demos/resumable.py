@@ -24,9 +24,7 @@ class ResumableShuffleSampler(Sampler[int]):
         trainer: returns the trainer driving this sampler, or ``None`` outside of ``fit``.
     """
 
-    def __init__(
-        self, length: int, seed: int, batch_size: int, trainer: Callable[[], pl.Trainer | None]
-    ) -> None:
+    def __init__(self, length: int, seed: int, batch_size: int, trainer: Callable[[], pl.Trainer | None]) -> None:
         self.length = length
         self.seed = seed
         self.batch_size = batch_size
