@@ -113,3 +113,88 @@ def test_fit_errors_before_the_first_step(
     trainer = Trainer(default_root_dir=tmp_path, callbacks=[*make(), NoStepAllowed()], **settings)
     with pytest.raises(MisconfigurationException, match=message):
         trainer.fit(TwoGroupModel())
+
+
+# ---- through the CLI, as YAML ------------------------------------------------------------------------------------
+
+CLI_CASES: list[tuple[str, str, str]] = [
+    ("unknown-callback", "schedule: [{class_path: lightning_tuning.Warmpu}]", r"lightning_tuning.Warmpu"),
+    (
+        "wrong-type",
+        "schedule: [{class_path: lightning_tuning.StepDecay, init_args: {step_size: 2, gamma: fast}}]",
+        r"gamma",
+    ),
+    (
+        "unknown-kind",
+        "schedule: [{class_path: lightning_tuning.Warmup, init_args: {length: 3, kind: cosine}}]",
+        r"kind",
+    ),
+    (
+        "unknown-mode",
+        "schedule: [{class_path: lightning_tuning.CyclicLR, init_args: {base_lr: 0.001, max_lr: 0.01, mode: sine}}]",
+        r"mode",
+    ),
+    (
+        "warmup-as-long-as-run",
+        "schedule: [{class_path: lightning_tuning.Warmup, init_args: {length: 100000}}]",
+        r"the warmup would never finish",
+    ),
+    (
+        "plateau-metric-never-logged",
+        "schedule: [{class_path: lightning_tuning.PlateauDecay, init_args: {monitor: val_f1}}]",
+        r"`monitor='val_f1'` was not logged",
+    ),
+    (
+        "init-unknown-scheme",
+        "init: [{class_path: lightning_tuning.WeightInit, init_args: {rules: "
+        "[{modules: [Linear], weight: he_normal}]}}]",
+        r"he_normal",
+    ),
+    (
+        "init-rule-matches-nothing",
+        "init: [{class_path: lightning_tuning.WeightInit, init_args: {rules: "
+        "[{modules: [LSTM], weight: orthogonal}]}}]",
+        r"selects no parameter of MNIST1DConvNet. Modules with",
+    ),
+    ("unknown-trainer-arg", "trainer: {max_epoch: 3}", r"max_epoch"),
+]
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_cli_yaml_errors(yaml_text: str, message: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from lightning_tuning.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml_text)
+    args = [
+        "fit",
+        "--config",
+        "configs/quickstart.yaml",
+        "--config",
+        str(bad),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--data.init_args.num_samples",
+        "600",
+        "--data.init_args.cache_dir",
+        str(tmp_path / "cache"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--test_after_fit",
+        "false",
+        "--trainer.callbacks+=tests.test_invalid_configs.NoStepAllowed",
+    ]
+    try:
+        main(args)
+    except SystemExit:
+        assert re.search(message, capsys.readouterr().err), "the parse error does not name the argument"
+    except MisconfigurationException as error:
+        assert re.search(message, str(error))
+    except ValueError as error:
+        assert re.search(message, str(error))
+    else:
+        pytest.fail("the config was accepted")
