@@ -38,21 +38,21 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from lightning_tuning.callbacks.cosine_annealing import CosineAnnealing
-    from lightning_tuning.callbacks.cyclic_lr import CyclicLR
-    from lightning_tuning.callbacks.dashboard import TuningDashboard
-    from lightning_tuning.callbacks.exponential_decay import ExponentialDecay
-    from lightning_tuning.callbacks.lr_range_test import LRRangeTest
-    from lightning_tuning.callbacks.lsuv_init import LSUVInit
-    from lightning_tuning.callbacks.multi_step_decay import MultiStepDecay
-    from lightning_tuning.callbacks.one_cycle import OneCycle
-    from lightning_tuning.callbacks.plateau_decay import PlateauDecay
-    from lightning_tuning.callbacks.polynomial_decay import PolynomialDecay
-    from lightning_tuning.callbacks.step_decay import StepDecay
-    from lightning_tuning.callbacks.warmup import Warmup
-    from lightning_tuning.callbacks.weight_init import WeightInit
-    from lightning_tuning.callbacks.weight_norm import WeightNorm
-    from lightning_tuning.cli import TuningCLI
+    from lightning_tuning.callbacks.cosine_annealing import CosineAnnealing as CosineAnnealing
+    from lightning_tuning.callbacks.cyclic_lr import CyclicLR as CyclicLR
+    from lightning_tuning.callbacks.dashboard import TuningDashboard as TuningDashboard
+    from lightning_tuning.callbacks.exponential_decay import ExponentialDecay as ExponentialDecay
+    from lightning_tuning.callbacks.lr_range_test import LRRangeTest as LRRangeTest
+    from lightning_tuning.callbacks.lsuv_init import LSUVInit as LSUVInit
+    from lightning_tuning.callbacks.multi_step_decay import MultiStepDecay as MultiStepDecay
+    from lightning_tuning.callbacks.one_cycle import OneCycle as OneCycle
+    from lightning_tuning.callbacks.plateau_decay import PlateauDecay as PlateauDecay
+    from lightning_tuning.callbacks.polynomial_decay import PolynomialDecay as PolynomialDecay
+    from lightning_tuning.callbacks.step_decay import StepDecay as StepDecay
+    from lightning_tuning.callbacks.warmup import Warmup as Warmup
+    from lightning_tuning.callbacks.weight_init import WeightInit as WeightInit
+    from lightning_tuning.callbacks.weight_norm import WeightNorm as WeightNorm
+    from lightning_tuning.cli import TuningCLI as TuningCLI
 
 
 def __getattr__(name: str) -> Any:

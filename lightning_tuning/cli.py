@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jsonargparse import lazy_instance
+from jsonargparse import ArgumentError, ArgumentParser, lazy_instance
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.imports import RequirementCache
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -152,13 +153,17 @@ class TuningCLI(LightningCLI):
             default=False,
             help="After `fit`, run `test` with the best checkpoint (or the last weights if none was saved).",
         )
+        # `schedule` and `init` are lists of {class_path, init_args} kept as plain data: jsonargparse would merge a
+        # later config's list item-by-item into an earlier one (carrying init_args over to another class); here a
+        # later config replaces the whole list, as a user expects. They are built and checked in
+        # `instantiate_trainer`, before training, with errors that name the entry.
         parser.add_argument(
             "--init",
-            type=list[Callback] | None,
+            type=list[dict[str, Any]] | None,
             default=None,
             help=(
-                "Weight-initialisation callbacks (e.g. lightning_tuning.WeightInit), added to `trainer.callbacks`"
-                " before the schedules. A key of its own so that an init config layers on task and schedule configs."
+                "Weight-init callbacks as a list of {class_path, init_args} (e.g. lightning_tuning.WeightInit),"
+                " added to `trainer.callbacks` before the schedules; a later config replaces the whole list."
             ),
         )
         parser.add_argument(
@@ -169,11 +174,11 @@ class TuningCLI(LightningCLI):
         )
         parser.add_argument(
             "--schedule",
-            type=list[Callback] | None,
+            type=list[dict[str, Any]] | None,
             default=None,
             help=(
-                "Learning-rate schedule callbacks (e.g. lightning_tuning.Warmup), added to `trainer.callbacks`."
-                " A key of its own so that a schedule config layers on a task config without replacing its callbacks."
+                "Learning-rate schedule callbacks as a list of {class_path, init_args} (e.g. lightning_tuning.Warmup),"
+                " added to `trainer.callbacks`; a later config replaces the whole list."
             ),
         )
 
@@ -189,8 +194,8 @@ class TuningCLI(LightningCLI):
 
     @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        init = self._get(self.config_init, "init") or []
-        schedule = self._get(self.config_init, "schedule") or []
+        init = _build_callbacks("init", self._get(self.config_init, "init"))
+        schedule = _build_callbacks("schedule", self._get(self.config_init, "schedule"))
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = trainer_config.get("callbacks") or []
         callbacks = [*(callbacks if isinstance(callbacks, list) else [callbacks]), *init, *schedule]
@@ -237,6 +242,24 @@ class TuningCLI(LightningCLI):
         checkpoint = self.trainer.checkpoint_callback
         best_path = checkpoint.best_model_path if checkpoint is not None else ""
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best_path or None)
+
+
+def _build_callbacks(key: str, specs: list[dict[str, Any]] | None) -> list[Callback]:
+    """Instantiate the ``{class_path, init_args}`` entries of ``key``; an error names the entry and the problem."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--callback", type=Callback)
+    callbacks = []
+    for index, spec in enumerate(specs or []):
+        name = spec.get("class_path", "?") if isinstance(spec, dict) else repr(spec)
+        try:
+            config = parser.parse_object({"callback": spec})
+            callbacks.append(parser.instantiate_classes(config).callback)
+        except (ArgumentError, MisconfigurationException, TypeError, ValueError) as error:
+            raise MisconfigurationException(
+                f"`{key}[{index}]` ({name}) is not a valid callback: {error}\nEach entry of `{key}` is "
+                "{class_path: <Callback class, e.g. lightning_tuning.Warmup>, init_args: {<its arguments>}}."
+            ) from error
+    return callbacks
 
 
 def _resume_in_checkpoint_run(trainer: Trainer, ckpt_path: str | None) -> None:

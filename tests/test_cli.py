@@ -171,14 +171,14 @@ def test_optimizer_config_replaces_the_models_default(tmp_path: Path) -> None:
     )
     (optimizer,) = cli.trainer.optimizers
     assert isinstance(optimizer, torch.optim.RMSprop)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(1e-3)
 
 
 def test_models_default_optimizer_without_optimizer_key(tmp_path: Path) -> None:
     cli = main(["fit", "--config", QUICKSTART, *short_run(tmp_path), *TINY_MNIST1D, "--model.lr=0.0042"])
     (optimizer,) = cli.trainer.optimizers
     assert isinstance(optimizer, torch.optim.AdamW)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0042)
+    assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.0042)
 
 
 def test_quickstart_tests_after_fit_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -332,4 +332,48 @@ def test_schedule_key_adds_callbacks_without_replacing_the_tasks(tmp_path: Path)
     config_args = ["--config", QUICKSTART, "--config", str(schedule)]
     cli = main(["fit", *config_args, *short_run(tmp_path), *TINY_MNIST1D, "--test_after_fit=false"])
     kinds = {type(callback).__name__ for callback in cli.trainer.callbacks}
-    assert {"RecordingCallback", "ModelCheckpoint", "LearningRateMonitor"} <= kinds
+    assert {"RecordingCallback", "ModelCheckpoint", "TuningDashboard"} <= kinds
+    assert not {"Warmup", "CosineAnnealing"} & kinds, "a later schedule config replaces the quickstart's schedule"
+
+
+def test_init_and_schedule_configs_layer_together(tmp_path: Path) -> None:
+    configs = ["--config", QUICKSTART, "--config", "configs/init/he.yaml", "--config", "configs/schedules/plateau.yaml"]
+    cli = main(["fit", *configs, *short_run(tmp_path), *TINY_MNIST1D, "--test_after_fit=false"])
+    kinds = [type(callback).__name__ for callback in cli.trainer.callbacks]
+    assert {"ModelCheckpoint", "WeightInit", "PlateauDecay", "TuningDashboard"} <= set(kinds)
+    assert kinds.index("WeightInit") < kinds.index("PlateauDecay")
+
+
+def test_dashboard_can_be_turned_off(tmp_path: Path) -> None:
+    cli = main(
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            *short_run(tmp_path),
+            *TINY_MNIST1D,
+            "--test_after_fit=false",
+            "--dashboard=null",
+        ]
+    )
+    assert not any(type(callback).__name__ == "TuningDashboard" for callback in cli.trainer.callbacks)
+
+
+def test_a_later_schedule_config_replaces_the_list_without_carrying_arguments(tmp_path: Path) -> None:
+    # jsonargparse alone would merge item by item: MultiStepDecay would inherit CosineAnnealing's `start`
+    first = tmp_path / "first.yaml"
+    first.write_text(
+        "schedule:\n  - {class_path: lightning_tuning.Warmup, init_args: {length: 2, kind: exponential}}\n"
+        "  - {class_path: lightning_tuning.CosineAnnealing, init_args: {start: after_warmup}}\n"
+    )
+    second = tmp_path / "second.yaml"
+    second.write_text(
+        "schedule:\n  - {class_path: lightning_tuning.Warmup, init_args: {length: 1}}\n"
+        "  - {class_path: lightning_tuning.MultiStepDecay, init_args: {milestones: [1], interval: step}}\n"
+    )
+    args = ["--config", QUICKSTART, "--config", str(first), "--config", str(second)]
+    cli = main(["fit", *args, *short_run(tmp_path), *TINY_MNIST1D, "--test_after_fit=false"])
+    warmup = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "Warmup")
+    decay = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "MultiStepDecay")
+    assert warmup.kind == "linear"
+    assert decay.start == 0

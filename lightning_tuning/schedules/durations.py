@@ -110,7 +110,8 @@ def _fraction(fraction: float, interval: Interval, run: RunLength | None, argume
             "(`max_steps=-1` and `max_epochs=-1`): set `trainer.max_steps` or `trainer.max_epochs`, "
             "or write the duration in steps or epochs."
         )
-    return round(fraction * total)
+    # a positive fraction of a short run is still at least one unit
+    return max(1, round(fraction * total))
 
 
 def check_duration(value: Duration, argument: str) -> None:
