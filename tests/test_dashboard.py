@@ -74,5 +74,8 @@ def test_layout_hparams_scalars_and_preview_image(tmp_path: Path) -> None:
     assert hparams["optimizer/lr"].number_value == 0.1
     assert hparams["Warmup/length"].number_value == 3
     assert hparams["PlateauDecay/monitor"].string_value == "val_loss"
+    assert hparams["Schedule"].string_value == "Warmup + PlateauDecay"
+    assert hparams["Optimizer"].string_value == "SGD"
     experiment = hp_meta.parse_experiment_plugin_data(content["_hparams_/experiment"])
-    assert {info.name.tag for info in experiment.metric_infos} >= {"hp/val_loss"}
+    assert {info.name.tag for info in experiment.metric_infos} >= {"hp/val_loss", "hp/test_loss"}
+    assert "momentum / beta1 per param group" not in charts, "no chart for a momentum that nothing schedules"

@@ -14,6 +14,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
@@ -79,21 +80,20 @@ class TuningDashboard(Callback):
     def layout(self, trainer: pl.Trainer) -> dict[str, dict[str, list[Any]]]:
         """The custom-scalars layout: ``{category: {chart: ["Multiline", [tag regex, ...]]}}``."""
         layout: dict[str, dict[str, list[Any]]] = {
-            "learning rate": {
-                "LR per optimizer and param group": ["Multiline", [r"lr/.*", r"lr-.*"]],
-                "momentum / beta1 per param group": ["Multiline", [r"momentum/.*", r"momentum-.*"]],
-            },
+            "learning rate": {"LR per optimizer and param group": ["Multiline", [r"lr/.*", r"lr-.*"]]},
             "loss": {
                 "train and validation loss": ["Multiline", [r"train_loss.*", r"val_loss.*"]],
                 "validation metrics": ["Multiline", [r"val_.*"]],
             },
-            "lr range test": {"loss vs sweep step": ["Multiline", [r"lr_range_test/.*"]]},
+            "lr range test": {"smoothed loss vs sweep step": ["Multiline", [r"lr_range_test/smoothed_loss"]]},
             "init": {
                 "activation std per layer": ["Multiline", [r"init/.*act_std"]],
                 "gradient std per layer": ["Multiline", [r"init/.*grad_std"]],
                 "dead ReLU fraction per layer": ["Multiline", [r"init/.*dead.*"]],
             },
         }
+        if any(cb.cycles_momentum for cb in schedule_callbacks(trainer)):
+            layout["learning rate"]["momentum / beta1 per param group"] = ["Multiline", [r"momentum/.*"]]
         plateaus = [cb for cb in schedule_callbacks(trainer) if cb.is_floor]
         if plateaus:
             layout["plateau decay"] = {
@@ -138,17 +138,44 @@ class TuningDashboard(Callback):
         if not new:
             return
         if not self._reported:
-            logger.log_hyperparams(self.hyperparameters(trainer, pl_module), values, step=trainer.global_step)
-        else:
-            # Test metrics arrive after fit: the hparams session exists; later scalars under the same tags update it.
-            logger.log_metrics(new, step=trainer.global_step)
+            self._write_session(logger, trainer, pl_module, values)
         self._reported.update(values)
+        logger.log_metrics(new, step=trainer.global_step)
         logger.experiment.flush()
+
+    def _write_session(
+        self, logger: TensorBoardLogger, trainer: pl.Trainer, pl_module: pl.LightningModule, values: dict[str, float]
+    ) -> None:
+        """Write the HParams session once, declaring the metrics a later ``test`` will add as columns too.
+
+        TensorBoard keeps the first session of a run, so test metrics that arrive after fit must be declared now;
+        their values come later as ordinary scalars under the same tags.
+        """
+        from torch.utils.tensorboard.summary import hparams
+
+        declared = dict(values)
+        if is_overridden("test_step", pl_module):
+            declared.update({f"hp/{name}": 0.0 for name in self.metrics if name.startswith("test_")})
+        params = self.hyperparameters(trainer, pl_module)
+        logger.log_hyperparams(params)  # hparams.yaml; with no metrics it writes no session
+        writer = logger.experiment._get_file_writer()
+        for summary in hparams(params, declared):
+            writer.add_summary(summary, trainer.global_step)
 
     @staticmethod
     def hyperparameters(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         """The run's hyperparameters as flat scalars: optimizer, schedule, init, module and data settings."""
         params: dict[str, Any] = {}
+        # Capitalised summary keys sort first, and TensorBoard shows the first few columns by default.
+        tuning = [cb for cb in trainer.callbacks if type(cb).__module__.startswith("lightning_tuning")]  # type: ignore[attr-defined]
+        schedules = [type(cb).__name__ for cb in schedule_callbacks(trainer)]
+        inits = [type(cb).__name__ for cb in tuning if "init" in type(cb).__module__ or "norm" in type(cb).__module__]
+        if trainer.optimizers:
+            group = trainer.optimizers[0].param_groups[0]
+            params["Optimizer"] = type(trainer.optimizers[0]).__name__
+            params["LR"] = group.get("initial_lr", group["lr"])
+        params["Schedule"] = " + ".join(schedules) or "constant"
+        params["Init"] = " + ".join(inits) or "module default"
         for index, optimizer in enumerate(trainer.optimizers):
             prefix = "optimizer" if len(trainer.optimizers) == 1 else f"optimizer{index}"
             group = optimizer.param_groups[0]
