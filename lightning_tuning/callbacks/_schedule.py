@@ -99,7 +99,7 @@ def apply_schedules(trainer: pl.Trainer, optimizer_index: int | None = None) -> 
     for index in indices:
         optimizer = trainer.optimizers[index]
         # A canonical order makes the floating-point product independent of the order of the callbacks list.
-        active = sorted((cb for cb in callbacks if cb.targets(index)), key=lambda cb: cb.state_key)
+        active = sorted((cb for cb in callbacks if cb.targets(index)), key=lambda cb: cb._sort_key)
         if not active or optimizer in _SUSPENDED or not all(cb.is_ready(trainer) for cb in active):
             continue
         key = momentum_key(optimizer)
@@ -151,6 +151,7 @@ class LRScheduleCallback(Callback):
         self._steps: list[int] = []
         self._start_units: dict[int, int] = {}
         self._simulated_epoch: int | None = None
+        self._sort_key = ""
         self._handles: list[Any] = []
         self._attached = False
 
@@ -291,6 +292,8 @@ class LRScheduleCallback(Callback):
             self._handles.append(optimizer.register_step_post_hook(self._make_counter(index)))
             if self._is_leader(trainer):
                 self._handles.append(optimizer.register_step_pre_hook(self._make_applier(trainer, index)))
+        # Computed once: apply_schedules runs every step and sorts by it.
+        self._sort_key = self.state_key
         self._attached = True
 
     def _make_counter(self, optimizer_index: int) -> Any:
