@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -118,3 +119,25 @@ def test_lr_find_command_prints_yaml_and_writes_png(tmp_path: Path, capsys: pyte
     assert "max_lr:" in out
     assert (Path(logger.log_dir) / "lr_range_test.png").stat().st_size > 1000
     assert run.global_step == 0, "lr_find trains nothing after the test"
+
+
+class DumpSuggestion(Callback):
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def on_train_start(self, trainer: Trainer, pl_module: Any) -> None:
+        test = next(cb for cb in trainer.callbacks if isinstance(cb, LRRangeTest))
+        path = Path(self.directory) / f"rank{trainer.global_rank}.json"
+        path.write_text(json.dumps({"suggested": test.suggested_lrs[0], "losses": test.results["losses"]}))
+
+
+@pytest.mark.slow
+def test_ddp_ranks_get_the_same_suggestion(tmp_path: Path) -> None:
+    test = LRRangeTest(min_lr=1e-4, max_lr=1.0, num_steps=15, skip_start=2, skip_end=2)
+    run = trainer(tmp_path, [test, DumpSuggestion(str(tmp_path))], accelerator="cpu", devices=2,
+                  strategy="ddp_spawn", max_epochs=1)  # fmt: skip
+    run.fit(TwoGroupModel("sgd"))
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert rank0 == rank1
+    assert len(rank0["losses"]) >= 5

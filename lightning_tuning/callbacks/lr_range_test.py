@@ -159,8 +159,10 @@ class LRRangeTest(Callback):
                 group["lr"] = lr
                 group["initial_lr"] = lr
         apply_schedules(trainer)
+        # trainer.log_dir is a collective under DDP: every rank asks, rank 0 writes
+        directory = Path(trainer.log_dir or trainer.default_root_dir)
         if trainer.is_global_zero:
-            self._report(trainer)
+            self._report(trainer, directory)
 
     def _sweep_and_restore(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         optimizer = trainer.optimizers[self.optimizer_index]
@@ -243,14 +245,13 @@ class LRRangeTest(Callback):
             lrs, losses = lrs[:-1], losses[:-1]
         return lrs, losses
 
-    def _report(self, trainer: pl.Trainer) -> None:
+    def _report(self, trainer: pl.Trainer, directory: Path) -> None:
         assert self.results is not None
         results = self.results
         lines = [f"LR range test: {len(results['lrs'])} steps from {results['lrs'][0]:.3g} to {results['lrs'][-1]:.3g}"]
         for name, lr in results["suggestions"].items():
             mark = "  <- used" if name == self.suggestion else ""
             lines.append(f"  {name:<11} {lr:.4g}{mark}")
-        directory = Path(trainer.log_dir or trainer.default_root_dir)
         directory.mkdir(parents=True, exist_ok=True)
         figure = range_test_figure(results)
         self.png_path = directory / "lr_range_test.png"
