@@ -46,7 +46,7 @@ CONFIGS: dict[str, str] = {
     "cosine": "CosineAnnealing() to 0 over the run",
     "plateau": "PlateauDecay(val_loss, factor=0.5, patience=2, min_lr=1e-5)",
     "one_cycle": "OneCycle(max_lr=0.01, pct_start=0.3)",
-    "cyclic": "CyclicLR(base_lr=5e-4, max_lr=5e-3, step_size_up='1epochs')",
+    "cyclic": "CyclicLR(base_lr=5e-4, max_lr=5e-3, step_size_up=36)  (36 steps = 1 epoch)",
     "he_init": "WeightInit(kaiming_normal fan_in, gain auto, bias 0)",
     "lsuv": "LSUVInit(linear+conv, head excluded, tol 0.1)",
     "preset_warmup_cosine": "He init + Warmup('5%') + CosineAnnealing(start='after_warmup')",
@@ -76,7 +76,7 @@ def _callbacks(name: str, steps: int, seed: int) -> list[Any]:
         "cosine": lambda: [CosineAnnealing()],
         "plateau": lambda: [PlateauDecay(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5)],
         "one_cycle": lambda: [OneCycle(max_lr=0.01, pct_start=0.3)],
-        "cyclic": lambda: [CyclicLR(base_lr=5e-4, max_lr=5e-3, step_size_up="1epochs")],
+        "cyclic": lambda: [CyclicLR(base_lr=5e-4, max_lr=5e-3, step_size_up=36)],
         "he_init": lambda: [he()],
         "lsuv": lambda: [
             LSUVInit(
