@@ -1,9 +1,11 @@
 """LR range test: this pack's ``LRRangeTest`` against Lightning's ``Tuner.lr_find``, speed and the LR they pick.
 
-1. Wall time of one range test of ``--steps`` optimizer steps on the MNIST-1D CNN (same model, data, LR bounds and
-   number of steps), both tools interleaved over ``--repeats`` rounds; medians and their ratio.
-2. Quality: for each tool's suggestion, train the CNN with ``OneCycle(max_lr=suggestion)`` for ``--epochs`` epochs
-   over ``--seeds`` seeds and report the test accuracy (mean ± std).
+1. Wall time of one range test of ``--steps`` optimizer steps (same model, data, LR bounds and number of steps,
+   divergence stopping off in both), both tools interleaved over ``--repeats`` rounds; medians and their ratio. Two
+   models: the MNIST-1D CNN (compute-bound, 0.1M parameters) and a wide MLP (12.7M parameters), where Lightning's
+   checkpoint-file round trip weighs more.
+2. Quality: each tool with its defaults picks an LR on the CNN; ``OneCycle(max_lr=suggestion)`` trains it for
+   ``--epochs`` epochs over ``--seeds`` seeds; test accuracy, mean ± std.
 
 Run: ``python benchmarks/lr_range_test.py [--quick]``; results go to ``benchmarks/results/lr_range_test.md``.
 """
@@ -16,20 +18,25 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import LightningModule, Trainer, seed_everything
 from lightning.pytorch.tuner import Tuner
 
 from lightning_tuning import LRRangeTest, OneCycle
-from lightning_tuning.demos import MNIST1DConvNet, MNIST1DDataModule
+from lightning_tuning.demos import MNIST1DMLP, MNIST1DConvNet, MNIST1DDataModule
 from lightning_tuning.lr_find import lr_find_command
 
 RESULTS = Path(__file__).parent / "results" / "lr_range_test.md"
 MIN_LR, MAX_LR = 1e-6, 1.0
+MODELS: dict[str, Callable[[], LightningModule]] = {
+    "MNIST-1D CNN (0.1M params)": MNIST1DConvNet,
+    "wide MLP 3x2048 (12.7M params)": lambda: MNIST1DMLP(depth=3, width=2048),
+}
 
 
 def quiet_trainer(root: str, **kwargs: Any) -> Trainer:
@@ -38,23 +45,31 @@ def quiet_trainer(root: str, **kwargs: Any) -> Trainer:
     return Trainer(default_root_dir=root, **settings)
 
 
-def ours(steps: int, data: MNIST1DDataModule, root: str) -> tuple[float, float, int]:
+def ours(
+    steps: int, data: MNIST1DDataModule, root: str, early_stop: bool, model: Callable[[], LightningModule]
+) -> tuple[float, dict[str, float], int]:
     seed_everything(0)
-    test = LRRangeTest(min_lr=MIN_LR, max_lr=MAX_LR, num_steps=steps, apply="none")
-    trainer = quiet_trainer(root, max_epochs=1, callbacks=[test])
+    threshold = 4.0 if early_stop else 1e30
+    test = LRRangeTest(min_lr=MIN_LR, max_lr=MAX_LR, num_steps=steps, apply="none", divergence_threshold=threshold)
+    trainer = quiet_trainer(root, max_epochs=100, callbacks=[test])
     start = time.perf_counter()
-    results = lr_find_command(trainer, MNIST1DConvNet(), data)
-    return time.perf_counter() - start, float(results["chosen"]), len(results["lrs"])
+    results = lr_find_command(trainer, model(), data)
+    return time.perf_counter() - start, dict(results["suggestions"]), len(results["lrs"])
 
 
-def lightnings(steps: int, data: MNIST1DDataModule, root: str) -> tuple[float, float, int]:
+def lightnings(
+    steps: int, data: MNIST1DDataModule, root: str, early_stop: bool, model: Callable[[], LightningModule]
+) -> tuple[float, dict[str, float], int]:
     seed_everything(0)
-    trainer = quiet_trainer(root, max_epochs=1)
+    # max_epochs must not end the sweep: with max_epochs=1 Lightning stops at the epoch's end (36 batches here) and
+    # reports it as "stopped early due to diverging loss"
+    trainer = quiet_trainer(root, max_epochs=100)
     start = time.perf_counter()
-    finder = Tuner(trainer).lr_find(MNIST1DConvNet(), datamodule=data, min_lr=MIN_LR, max_lr=MAX_LR,
-                                    num_training=steps, update_attr=False)  # fmt: skip
+    finder = Tuner(trainer).lr_find(model(), datamodule=data, min_lr=MIN_LR, max_lr=MAX_LR,
+                                    num_training=steps, update_attr=False,
+                                    early_stop_threshold=4.0 if early_stop else None)  # fmt: skip
     elapsed = time.perf_counter() - start
-    return elapsed, float(finder.suggestion() or float("nan")), len(finder.results["lr"])
+    return elapsed, {"steepest": float(finder.suggestion() or float("nan"))}, len(finder.results["lr"])
 
 
 def one_cycle_accuracy(max_lr: float, seed: int, epochs: int, data: MNIST1DDataModule, root: str) -> float:
@@ -75,48 +90,68 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.seeds, args.epochs = 2, 1, 2
-    timings: dict[str, list[float]] = {"lightning_tuning.LRRangeTest": [], "lightning Tuner.lr_find": []}
-    suggestions: dict[str, float] = {}
-    steps_run: dict[str, list[int]] = {name: [] for name in timings}
+    tools = {"lightning_tuning.LRRangeTest": ours, "lightning Tuner.lr_find": lightnings}
+    timings = {(model, tool): [] for model in MODELS for tool in tools}  # type: dict[tuple[str, str], list[float]]
     with tempfile.TemporaryDirectory() as root:
         data = MNIST1DDataModule(num_samples=5000, batch_size=100)
-        ours(args.steps, data, root)  # warm-up: data generation and first-call costs
+        for factory in MODELS.values():  # warm-up: data generation and first-call costs
+            ours(args.steps, data, root, False, factory)
         for _ in range(args.repeats):
-            for name, tool in (("lightning_tuning.LRRangeTest", ours), ("lightning Tuner.lr_find", lightnings)):
-                elapsed, suggestion, ran = tool(args.steps, data, root)
-                timings[name].append(elapsed)
-                steps_run[name].append(ran)
-                suggestions[name] = suggestion
-        accuracy = {
-            name: [one_cycle_accuracy(lr, seed, args.epochs, data, root) for seed in range(args.seeds)]
-            for name, lr in suggestions.items()
+            for model, factory in MODELS.items():
+                for tool, run in tools.items():
+                    elapsed, _, ran = run(args.steps, data, root, False, factory)
+                    assert ran == args.steps, f"{tool} ran {ran} of {args.steps} steps"
+                    timings[model, tool].append(elapsed)
+        # suggestions as a user gets them: each tool's defaults, divergence stop on
+        defaults = {tool: run(args.steps, data, root, True, MNIST1DConvNet) for tool, run in tools.items()}
+        candidates = {
+            f"{tool}: {name}{' (default)' if index == 0 else ''}": (lr, result[2])
+            for tool, result in defaults.items()
+            for index, (name, lr) in enumerate(result[1].items())
         }
-    ours_median = statistics.median(timings["lightning_tuning.LRRangeTest"])
+        accuracy = {
+            label: [one_cycle_accuracy(lr, seed, args.epochs, data, root) for seed in range(args.seeds)]
+            for label, (lr, _) in candidates.items()
+        }
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     lines = [
-        "# LR range test: lightning_tuning vs Lightning's Tuner.lr_find (MNIST-1D CNN, batch 100)",
+        "# LR range test: lightning_tuning vs Lightning's Tuner.lr_find (MNIST-1D, batch 100)",
         "",
         f"Machine: {os.cpu_count()} cores, {cpu}; Python {platform.python_version()}, torch {torch.__version__}, "
-        f"lightning {lightning.__version__}. {args.steps} sweep steps from {MIN_LR:g} to {MAX_LR:g} "
-        "(our default suggestion: valley; Lightning's: steepest gradient), "
-        f"{args.repeats} interleaved repeats, medians; quality: OneCycle(max_lr=suggestion), {args.epochs} epochs, "
-        f"{args.seeds} seeds.",
+        f"lightning {lightning.__version__}.",
         "",
-        "| tool | median s per range test (incl. fit setup) | ratio to lightning_tuning | steps run (early stop) "
-        "| median ms per step run | suggested LR | OneCycle test acc |",
-        "|---|---|---|---|---|---|---|",
+        f"## Time: {args.steps} sweep steps, the same in both",
+        "",
+        f"LR from {MIN_LR:g} to {MAX_LR:g}, divergence stopping off in both; {args.repeats} interleaved repeats, "
+        "medians. Each time includes `Trainer.fit` setup and the restore; ours also draws the loss-vs-LR plot and "
+        "writes it as a PNG (Lightning draws nothing).",
+        "",
+        "| model | tool | median s per range test | ms per step | time / lightning_tuning's |",
+        "|---|---|---|---|---|",
     ]
-    for name, values in timings.items():
-        median = statistics.median(values)
-        accs = accuracy[name]
+    for model in MODELS:
+        reference = statistics.median(timings[model, "lightning_tuning.LRRangeTest"])
+        for tool in tools:
+            median = statistics.median(timings[model, tool])
+            lines.append(
+                f"| {model} | {tool} | {median:.2f} | {median / args.steps * 1e3:.1f} | {median / reference:.2f} |"
+            )
+    lines += [
+        "",
+        "## Quality: the suggested LR as OneCycle's peak (MNIST-1D CNN)",
+        "",
+        "Each tool with its defaults (divergence stop at 4x the best loss); every suggestion each tool reports, the "
+        f"default first; OneCycle(max_lr=suggestion) for {args.epochs} epochs; test accuracy over {args.seeds} "
+        "seeds, mean ± std.",
+        "",
+        "| tool: suggestion | sweep steps run | suggested LR | OneCycle test acc |",
+        "|---|---|---|---|",
+    ]
+    for label, (lr, ran) in candidates.items():
+        accs = accuracy[label]
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        lines.append(
-            f"| {name} | {median:.2f} | {median / ours_median:.2f} | {statistics.median(steps_run[name]):.0f} | "
-            f"{statistics.median(t / n for t, n in zip(values, steps_run[name], strict=True)) * 1e3:.1f} | "
-            f"{suggestions[name]:.3g} | "
-            f"{statistics.mean(accs):.4f} ± {spread:.4f} |"
-        )
+        lines.append(f"| {label} | {ran} | {lr:.3g} | {statistics.mean(accs):.4f} ± {spread:.4f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

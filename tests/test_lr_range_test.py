@@ -12,6 +12,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing import event_accumulator as ea
 
 from lightning_tuning import LRRangeTest, OneCycle
 from lightning_tuning.lr_find import lr_find_command
@@ -117,8 +118,17 @@ def test_lr_find_command_prints_yaml_and_writes_png(tmp_path: Path, capsys: pyte
     out = capsys.readouterr().out
     assert f"lr: {results['chosen']:.3g}" in out
     assert "max_lr:" in out
-    assert (Path(logger.log_dir) / "lr_range_test.png").stat().st_size > 1000
+    png = Path(logger.log_dir) / "lr_range_test.png"
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert png.stat().st_size > 1000
     assert run.global_step == 0, "lr_find trains nothing after the test"
+    logger.experiment.flush()
+    events = ea.EventAccumulator(logger.log_dir, size_guidance={ea.SCALARS: 0, ea.IMAGES: 0}).Reload()
+    assert "lr_range_test" in events.Tags()["images"]
+    image = events.Images("lr_range_test")[0]
+    assert (image.width, image.height) == (700, 400)
+    logged_lrs = [event.value for event in events.Scalars("lr_range_test/lr")]
+    assert logged_lrs == pytest.approx(results["lrs"], rel=1e-6)
 
 
 class DumpSuggestion(Callback):
