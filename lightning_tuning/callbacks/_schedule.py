@@ -19,7 +19,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import lightning.pytorch as pl
 import torch
@@ -92,24 +92,61 @@ def optimizer_names(optimizers: Sequence[Optimizer]) -> list[str]:
     return [name if classes.count(name) == 1 else f"{name}-{index}" for index, name in enumerate(classes)]
 
 
+class _OptimizerPlan(NamedTuple):
+    """Which callbacks shape one optimizer's LR, fixed for the length of a fit (computed once, used every step)."""
+
+    callbacks: tuple[LRScheduleCallback, ...]
+    factors: tuple[LRScheduleCallback, ...]
+    floors: tuple[LRScheduleCallback, ...]
+    momentum: tuple[LRScheduleCallback, ...]
+    momentum_key: Literal["momentum", "betas"] | None
+
+
+# Rebuilt whenever a schedule callback attaches to or detaches from a trainer; read twice per optimizer step.
+_PLANS: weakref.WeakKeyDictionary[pl.Trainer, list[_OptimizerPlan | None]] = weakref.WeakKeyDictionary()
+
+
+def _plans(trainer: pl.Trainer) -> list[_OptimizerPlan | None]:
+    plans = _PLANS.get(trainer)
+    if plans is None:
+        callbacks = [cb for cb in schedule_callbacks(trainer) if cb._attached]
+        plans = []
+        for index, optimizer in enumerate(trainer.optimizers):
+            # A canonical order makes the floating-point product independent of the order of the callbacks list.
+            active = tuple(sorted((cb for cb in callbacks if cb.targets(index)), key=lambda cb: cb._sort_key))
+            plans.append(
+                _OptimizerPlan(
+                    callbacks=active,
+                    factors=tuple(cb for cb in active if not cb.is_floor),
+                    floors=tuple(cb for cb in active if cb.is_floor),
+                    momentum=tuple(cb for cb in active if cb.cycles_momentum),
+                    momentum_key=momentum_key(optimizer),
+                )
+                if active
+                else None
+            )
+        _PLANS[trainer] = plans
+    return plans
+
+
 def apply_schedules(trainer: pl.Trainer, optimizer_index: int | None = None) -> None:
     """Write the composed LR (and momentum) of every scheduled optimizer, or just of ``optimizer_index``."""
-    callbacks = [cb for cb in schedule_callbacks(trainer) if cb._attached]
-    indices = range(len(trainer.optimizers)) if optimizer_index is None else [optimizer_index]
+    plans = _plans(trainer)
+    optimizers = trainer.strategy.optimizers
+    indices = range(len(plans)) if optimizer_index is None else (optimizer_index,)
     for index in indices:
-        optimizer = trainer.optimizers[index]
-        # A canonical order makes the floating-point product independent of the order of the callbacks list.
-        active = sorted((cb for cb in callbacks if cb.targets(index)), key=lambda cb: cb._sort_key)
-        if not active or optimizer in _SUSPENDED or not all(cb.is_ready(trainer) for cb in active):
+        plan = plans[index]
+        optimizer = optimizers[index]
+        if plan is None or optimizer in _SUSPENDED or not all(cb.is_ready(trainer) for cb in plan.callbacks):
             continue
-        key = momentum_key(optimizer)
+        key = plan.momentum_key
         for group_index, group in enumerate(optimizer.param_groups):
             base_lr = group["initial_lr"]
-            factors = [cb.lr_factor(trainer, index, group_index, base_lr) for cb in active if not cb.is_floor]
-            floors = [cb.lr_floor(trainer, index, group_index, base_lr) for cb in active if cb.is_floor]
+            factors = [cb.lr_factor(trainer, index, group_index, base_lr) for cb in plan.factors]
+            floors = [cb.lr_floor(trainer, index, group_index, base_lr) for cb in plan.floors]
             group["lr"] = compose_lr(base_lr, factors, floors)
             if key is not None:
-                for cb in active:
+                for cb in plan.momentum:
                     momentum = cb.momentum(trainer, index, group_index)
                     if momentum is not None:
                         set_momentum(group, key, momentum)
@@ -154,6 +191,7 @@ class LRScheduleCallback(Callback):
         self._sort_key = ""
         self._handles: list[Any] = []
         self._attached = False
+        self._leader = False
 
     # ---- what subclasses provide -------------------------------------------------------------------------------
 
@@ -252,6 +290,8 @@ class LRScheduleCallback(Callback):
         return resolve_duration(value, self.interval, run, f"{type(self).__name__}.{argument}")
 
     def _is_leader(self, trainer: pl.Trainer) -> bool:
+        if self._attached:
+            return self._leader
         callbacks = schedule_callbacks(trainer)
         return bool(callbacks) and callbacks[0] is self
 
@@ -294,7 +334,9 @@ class LRScheduleCallback(Callback):
                 self._handles.append(optimizer.register_step_pre_hook(self._make_applier(trainer, index)))
         # Computed once: apply_schedules runs every step and sorts by it.
         self._sort_key = self.state_key
+        self._leader = self._is_leader(trainer)
         self._attached = True
+        _PLANS.pop(trainer, None)
 
     def _make_counter(self, optimizer_index: int) -> Any:
         def count_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
@@ -367,15 +409,13 @@ class LRScheduleCallback(Callback):
     def _log_values(self, trainer: pl.Trainer) -> None:
         if not trainer.loggers:
             return
-        callbacks = schedule_callbacks(trainer)
         metrics: dict[str, float] = {}
         names = optimizer_names(trainer.optimizers)
-        for index, optimizer in enumerate(trainer.optimizers):
-            active = [cb for cb in callbacks if cb.targets(index)]
-            if not active:
+        for index, (plan, optimizer) in enumerate(zip(_plans(trainer), trainer.optimizers, strict=True)):
+            if plan is None:
                 continue
-            key = momentum_key(optimizer)
-            log_momentum = key is not None and any(cb.cycles_momentum for cb in active)
+            key = plan.momentum_key
+            log_momentum = key is not None and bool(plan.momentum)
             for group_index, group in enumerate(optimizer.param_groups):
                 metrics[f"lr/{names[index]}/pg{group_index}"] = float(group["lr"])
                 if log_momentum:
@@ -390,6 +430,7 @@ class LRScheduleCallback(Callback):
             handle.remove()
         self._handles.clear()
         self._attached = False
+        _PLANS.pop(trainer, None)
 
     @override
     def state_dict(self) -> dict[str, Any]:
