@@ -4,8 +4,8 @@
    divergence stopping off in both), both tools interleaved over ``--repeats`` rounds; medians and their ratio. Two
    models: the MNIST-1D CNN (compute-bound, 0.1M parameters) and a wide MLP (12.7M parameters), where Lightning's
    checkpoint-file round trip weighs more.
-2. Quality: each tool with its defaults picks an LR on the CNN; ``OneCycle(max_lr=suggestion)`` trains it for
-   ``--epochs`` epochs over ``--seeds`` seeds; test accuracy, mean ± std.
+2. Quality: each tool with its defaults picks an LR on the CNN; the CNN trains for ``--epochs`` epochs with that LR
+   as a constant AdamW LR and as ``OneCycle``'s peak, over ``--seeds`` seeds; test accuracy, mean ± std.
 
 Run: ``python benchmarks/lr_range_test.py [--quick]``; results go to ``benchmarks/results/lr_range_test.md``.
 """
@@ -72,10 +72,12 @@ def lightnings(
     return elapsed, {"steepest": float(finder.suggestion() or float("nan"))}, len(finder.results["lr"])
 
 
-def one_cycle_accuracy(max_lr: float, seed: int, epochs: int, data: MNIST1DDataModule, root: str) -> float:
+def accuracy_with(lr: float, schedule: str, seed: int, epochs: int, data: MNIST1DDataModule, root: str) -> float:
+    """Test accuracy after ``epochs`` of the CNN with ``lr`` as a constant AdamW LR or as OneCycle's peak."""
     seed_everything(seed)
-    trainer = quiet_trainer(root, max_epochs=epochs, callbacks=[OneCycle(max_lr=max_lr)])
-    model = MNIST1DConvNet()
+    callbacks = [OneCycle(max_lr=lr)] if schedule == "one_cycle" else []
+    trainer = quiet_trainer(root, max_epochs=epochs, callbacks=callbacks)
+    model = MNIST1DConvNet(lr=lr)
     trainer.fit(model, datamodule=data)
     return float(trainer.test(model, datamodule=data, verbose=False)[0]["test_acc"])
 
@@ -110,8 +112,11 @@ def main() -> None:
             for index, (name, lr) in enumerate(result[1].items())
         }
         accuracy = {
-            label: [one_cycle_accuracy(lr, seed, args.epochs, data, root) for seed in range(args.seeds)]
+            (label, schedule): [
+                accuracy_with(lr, schedule, seed, args.epochs, data, root) for seed in range(args.seeds)
+            ]
             for label, (lr, _) in candidates.items()
+            for schedule in ("constant", "one_cycle")
         }
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip
@@ -139,19 +144,22 @@ def main() -> None:
             )
     lines += [
         "",
-        "## Quality: the suggested LR as OneCycle's peak (MNIST-1D CNN)",
+        "## Quality: the suggested LR as a constant LR and as OneCycle's peak (MNIST-1D CNN)",
         "",
         "Each tool with its defaults (divergence stop at 4x the best loss); every suggestion each tool reports, the "
-        f"default first; OneCycle(max_lr=suggestion) for {args.epochs} epochs; test accuracy over {args.seeds} "
-        "seeds, mean ± std.",
+        f"default first. Then {args.epochs} epochs of AdamW (weight decay 1e-2) at the suggestion as a constant LR, "
+        f"and of OneCycle(max_lr=suggestion); test accuracy over {args.seeds} seeds, mean ± std.",
         "",
-        "| tool: suggestion | sweep steps run | suggested LR | OneCycle test acc |",
-        "|---|---|---|---|",
+        "| tool: suggestion | sweep steps run | suggested LR | constant LR: test acc | OneCycle peak: test acc |",
+        "|---|---|---|---|---|",
     ]
     for label, (lr, ran) in candidates.items():
-        accs = accuracy[label]
-        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        lines.append(f"| {label} | {ran} | {lr:.3g} | {statistics.mean(accs):.4f} ± {spread:.4f} |")
+        cells = []
+        for schedule in ("constant", "one_cycle"):
+            accs = accuracy[label, schedule]
+            spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            cells.append(f"{statistics.mean(accs):.4f} ± {spread:.4f}")
+        lines.append(f"| {label} | {ran} | {lr:.3g} | {' | '.join(cells)} |")
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
