@@ -16,6 +16,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from torch.optim import lr_scheduler as torch_sched
 
 from lightning_tuning import CosineAnnealing, CyclicLR, OneCycle, StepDecay, Warmup
+from lightning_tuning.callbacks._loss_watch import NonFiniteLossWatch
 from tests.lr_helpers import BASE_LRS, LRRecorder, TwoGroupModel, assert_close, fit, torch_reference
 
 # ---- warmup shapes, against their closed forms -------------------------------------------------------------------
@@ -294,5 +295,29 @@ def test_past_the_end_cosine_holds_eta_min(tmp_path: Any) -> None:
 
 
 def test_non_finite_loss_is_reported_with_step_and_lr(tmp_path: Any) -> None:
-    with pytest.warns(UserWarning, match=r"loss is inf at batch 2 of epoch 0 .*rate\(s\) SGD: 0.06, 0.018"):
+    # the third batch is optimizer step 3; Warmup(5) gives it (3/5) of the base LRs 0.1 and 0.03
+    with pytest.warns(
+        UserWarning, match=r"loss is inf at optimizer step 3 \(batch 2 of epoch 0\).*rate\(s\) SGD: 0.06, 0.018"
+    ):
         fit(InfGradientAt({2}), [Warmup(5)], tmp_path, max_epochs=1, limit_train_batches=6)
+
+
+def test_deferred_loss_watch_reads_the_flag_only_on_flush() -> None:
+    # the accelerator path: nothing is read back per step, the first flush after a NaN names the steps it lies in
+    watch = NonFiniteLossWatch(defer=True)
+    assert watch.update(torch.tensor(1.0), 1) is None
+    assert watch.update(torch.tensor(float("nan")), 2) is None
+    assert watch.update(torch.tensor(0.5), 3) is None
+    assert watch.flush(3) == "The training loss became NaN or infinite between optimizer steps 1 and 3"
+    assert watch.flush(3) is None, "a flush resets the flag"
+    assert watch.update(torch.tensor(0.5), 4) is None
+    assert watch.flush(4) is None
+    assert watch.update(torch.tensor([1.0, float("inf")]), 5) is None
+    assert watch.flush(6) == "The training loss became NaN or infinite between optimizer steps 5 and 6"
+
+
+def test_loss_watch_checks_cpu_losses_at_once() -> None:
+    watch = NonFiniteLossWatch()
+    assert watch.update(torch.tensor(2.0), 1) is None
+    assert watch.update(torch.tensor(float("-inf")), 2) == "The training loss is -inf at optimizer step 2"
+    assert watch.flush(2) is None

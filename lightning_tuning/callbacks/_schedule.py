@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch.optim import Optimizer
 from typing_extensions import override
 
+from lightning_tuning.callbacks._loss_watch import NonFiniteLossWatch
 from lightning_tuning.schedules import RunLength, compose_lr
 from lightning_tuning.schedules.durations import Duration, Interval, check_duration, resolve_duration
 
@@ -192,6 +193,7 @@ class LRScheduleCallback(Callback):
         self._handles: list[Any] = []
         self._attached = False
         self._leader = False
+        self._loss_watch = NonFiniteLossWatch()
 
     # ---- what subclasses provide -------------------------------------------------------------------------------
 
@@ -403,8 +405,20 @@ class LRScheduleCallback(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self._is_leader(trainer):
-            report_non_finite_loss(trainer, outputs)
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if isinstance(loss, torch.Tensor):
+                problem = self._loss_watch.update(loss, trainer.global_step)
+                if problem is None and trainer._logger_connector.should_update_logs:
+                    problem = self._loss_watch.flush(trainer.global_step)
+                if problem is not None:
+                    warn_non_finite_loss(trainer, problem)
             apply_schedules(trainer)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        problem = self._loss_watch.flush(trainer.global_step)
+        if problem is not None:
+            warn_non_finite_loss(trainer, problem)
 
     def _log_values(self, trainer: pl.Trainer) -> None:
         if not trainer.loggers:
@@ -469,19 +483,15 @@ class LRScheduleCallback(Callback):
         self.load_state_dict(saved)
 
 
-def report_non_finite_loss(trainer: pl.Trainer, outputs: Any) -> None:
-    """Warn, with the step and the learning rates, when the training loss is NaN or infinite."""
-    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-    if not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss.detach()).all()):
-        return
+def warn_non_finite_loss(trainer: pl.Trainer, problem: str) -> None:
+    """Warn about a NaN/inf training loss, with where it happened and the learning rates."""
     lrs = "; ".join(
         f"{name}: " + ", ".join(f"{group['lr']:.4g}" for group in optimizer.param_groups)
         for name, optimizer in zip(optimizer_names(trainer.optimizers), trainer.optimizers, strict=True)
     )
     rank_zero_warn(
-        f"The training loss is {loss.detach().float().mean().item()} at batch {trainer.fit_loop.epoch_loop.batch_idx} "
-        f"of epoch {trainer.current_epoch} (after {trainer.global_step} optimizer steps), trained with learning "
-        f"rate(s) {lrs}. "
+        f"{problem} (batch {trainer.fit_loop.epoch_loop.batch_idx} of epoch {trainer.current_epoch}), trained with "
+        f"learning rate(s) {lrs}. "
         "A learning rate too high for this point of the schedule is the usual cause: lower the peak LR, lengthen "
         "the warmup, or run `python -m lightning_tuning lr_find` to pick one."
     )
