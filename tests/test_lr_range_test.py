@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 from lightning_tuning import LRRangeTest, OneCycle
+from lightning_tuning.callbacks.lr_range_test import host_copy
 from lightning_tuning.lr_find import lr_find_command
 from lightning_tuning.range_test import min_div_10, smooth, steepest, sweep_lrs, valley
 from tests.lr_helpers import BASE_LRS, LRRecorder, TwoGroupModel
@@ -151,3 +152,23 @@ def test_ddp_ranks_get_the_same_suggestion(tmp_path: Path) -> None:
     rank1 = json.loads((tmp_path / "rank1.json").read_text())
     assert rank0 == rank1
     assert len(rank0["losses"]) >= 5
+
+
+def test_snapshot_copies_every_tensor_and_keeps_the_containers() -> None:
+    module = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    optimizer = torch.optim.Adam(module.parameters())
+    module(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    state = module.state_dict()
+    snapshot = host_copy(state)
+    assert snapshot._metadata == state._metadata, "load_state_dict reads the module versions from _metadata"
+    for key, tensor in state.items():
+        assert snapshot[key] is not tensor
+        assert snapshot[key].device.type == "cpu"
+        assert torch.equal(snapshot[key], tensor)
+    optimizer_snapshot = host_copy(optimizer.state_dict())
+    module[0].weight.data.add_(1.0)
+    optimizer.step()
+    assert not torch.equal(optimizer_snapshot["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    optimizer.load_state_dict(optimizer_snapshot)
+    assert optimizer.state_dict()["state"][0]["step"] == optimizer_snapshot["state"][0]["step"]

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import CombinedLoader
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning_utilities.core.apply_func import apply_to_collection
 from typing_extensions import override
 
 from lightning_tuning.callbacks._schedule import apply_schedules, suspend_schedules
@@ -167,8 +168,8 @@ class LRRangeTest(Callback):
     def _sweep_and_restore(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         optimizer = trainer.optimizers[self.optimizer_index]
         scaler = getattr(trainer.precision_plugin, "scaler", None)
-        saved_model = copy.deepcopy(pl_module.state_dict())
-        saved_optimizer = copy.deepcopy(optimizer.state_dict())
+        saved_model = host_copy(pl_module.state_dict())
+        saved_optimizer = host_copy(optimizer.state_dict())
         saved_groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
         saved_scaler = copy.deepcopy(scaler.state_dict()) if scaler is not None else None
         saved_rng = _rng_states()
@@ -316,6 +317,18 @@ def range_test_figure(results: dict[str, Any]) -> Any:
     axis.legend(fontsize="small")
     axis.grid(alpha=0.3)
     return figure
+
+
+def host_copy(state: Any) -> Any:
+    """A deep copy of ``state`` in which every tensor is copied to host memory.
+
+    The snapshot taken before the sweep lives on the host: it costs no accelerator memory (a model that fills the
+    device would not fit twice) and no disk, and loading it back is exact. ``deepcopy`` keeps the containers as they
+    are (a module state dict's ``_metadata`` included); its memo hands it the host copy of each tensor.
+    """
+    memo: dict[int, Any] = {}
+    apply_to_collection(state, torch.Tensor, lambda t: memo.setdefault(id(t), t.detach().to("cpu", copy=True)))
+    return copy.deepcopy(state, memo)
 
 
 def render_rgb(figure: Any, dpi: int = 100) -> np.ndarray:
