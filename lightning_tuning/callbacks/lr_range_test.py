@@ -35,11 +35,11 @@ class LRRangeTest(Callback):
 
     At ``on_train_start`` it trains ``num_steps`` optimizer steps on the real training data with the real optimizer
     while the LR sweeps from ``min_lr`` to ``max_lr``; it smooths the loss, stops early when the loss is not finite
-    or exceeds ``divergence_threshold`` times the best, and suggests an LR three ways: ``valley`` (fastai),
-    ``steepest`` (steepest descent of the loss on the log-LR axis) and ``min_div_10`` (the minimum's LR / 10).
+    or exceeds ``divergence_threshold`` times the best, and suggests an LR three ways: ``min_div_10`` (the LR of the
+    lowest loss / 10), ``valley`` (fastai) and ``steepest`` (steepest descent of the loss on the log-LR axis).
     Then it restores model weights, optimizer state, the GradScaler, the RNG states (torch, CUDA, numpy, python),
     and it never touches the trainer's loops, so what follows trains exactly as if the test had not run. No
-    checkpoint file is written: the snapshot stays in memory.
+    checkpoint file is written: the snapshot stays in host memory.
 
     Param groups keep their LR ratios: group ``g`` sweeps ``lr * initial_lr[g] / initial_lr[0]``, and the
     suggestion is kept per group in :attr:`suggested_lrs`, which ``OneCycle(max_lr="auto")`` and
@@ -54,7 +54,9 @@ class LRRangeTest(Callback):
         mode: ``"exponential"`` (even steps of log-LR, the usual choice) or ``"linear"``.
         smoothing: the EMA factor of the loss, in ``[0, 1)``.
         divergence_threshold: stop when the smoothed loss exceeds this multiple of the best, ``> 1``.
-        suggestion: the suggestion used: ``"valley"``, ``"steepest"`` or ``"min_div_10"``.
+        suggestion: the suggestion used: ``"min_div_10"`` (the default: in ``benchmarks/lr_range_test.py`` it gave
+            the best accuracy as a constant LR and close to the best as a one-cycle peak, where ``"valley"`` was
+            too low for both), ``"valley"`` or ``"steepest"`` (best as a one-cycle peak, erratic as a constant LR).
         apply: ``"optimizer"`` sets the optimizer's LR to the suggestion; ``"none"`` only records it.
         optimizer_index: which optimizer to test.
         skip_start: points left out at the start for ``steepest``.
@@ -79,7 +81,7 @@ class LRRangeTest(Callback):
         mode: Literal["exponential", "linear"] = "exponential",
         smoothing: float = 0.98,
         divergence_threshold: float = 4.0,
-        suggestion: Literal["valley", "steepest", "min_div_10"] = "valley",
+        suggestion: Literal["valley", "steepest", "min_div_10"] = "min_div_10",
         apply: Literal["optimizer", "none"] = "optimizer",
         optimizer_index: int = 0,
         skip_start: int = 10,
