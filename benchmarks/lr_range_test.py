@@ -106,10 +106,14 @@ def main() -> None:
                     timings[model, tool].append(elapsed)
         # suggestions as a user gets them: each tool's defaults, divergence stop on
         defaults = {tool: run(args.steps, data, root, True, MNIST1DConvNet) for tool, run in tools.items()}
+        default_choice = {
+            "lightning_tuning.LRRangeTest": LRRangeTest().suggestion,
+            "lightning Tuner.lr_find": "steepest",
+        }
         candidates = {
-            f"{tool}: {name}{' (default)' if index == 0 else ''}": (lr, result[2])
+            f"{tool}: {name}{' (default)' if name == default_choice[tool] else ''}": (lr, result[2])
             for tool, result in defaults.items()
-            for index, (name, lr) in enumerate(result[1].items())
+            for name, lr in result[1].items()
         }
         accuracy = {
             (label, schedule): [
@@ -146,9 +150,9 @@ def main() -> None:
         "",
         "## Quality: the suggested LR as a constant LR and as OneCycle's peak (MNIST-1D CNN)",
         "",
-        "Each tool with its defaults (divergence stop at 4x the best loss); every suggestion each tool reports, the "
-        f"default first. Then {args.epochs} epochs of AdamW (weight decay 1e-2) at the suggestion as a constant LR, "
-        f"and of OneCycle(max_lr=suggestion); test accuracy over {args.seeds} seeds, mean ± std.",
+        "Each tool with its defaults (divergence stop at 4x the best loss); every suggestion each tool reports, "
+        f"its default marked. Then {args.epochs} epochs of AdamW (weight decay 1e-2) at the suggestion as a constant "
+        f"LR, and of OneCycle(max_lr=suggestion); test accuracy over {args.seeds} seeds, mean ± std.",
         "",
         "| tool: suggestion | sweep steps run | suggested LR | constant LR: test acc | OneCycle peak: test acc |",
         "|---|---|---|---|---|",
