@@ -146,10 +146,78 @@ def build(variant: str, steps: int, timm_cls: type | None) -> tuple[Any, list[Ca
     raise ValueError(variant)
 
 
-def run_once(variant: str, steps: int, skip: int, data: MNIST1DDataModule, root: str, timm_cls: type | None) -> dict:
+ONE_TIME_HOOKS = {"setup", "teardown", "on_fit_start", "on_fit_end", "on_train_start", "on_train_end"}
+
+
+class Attribution:
+    """Wall time spent inside one tool's own code during a real fit, split into per-step and one-time work.
+
+    It wraps, on the instances of this run only: every ``on_*``/``setup``/``teardown`` hook of the variant's callbacks
+    (this pack's, or Lightning's ``LearningRateMonitor``), the pack's ``apply_schedules`` (which its optimizer
+    pre-step hook calls), and the scheduler's ``step``/``step_update`` (torch/timm). Nested calls count once.
+    Unlike the end-to-end ratio, this does not drown in the machine's run-to-run noise.
+    """
+
+    def __init__(self) -> None:
+        self.per_step = 0.0
+        self.one_time = 0.0
+        self._depth = 0
+
+    def wrap(self, function: Callable[..., Any], one_time: bool = False) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:
+                return function(*args, **kwargs)
+            self._depth += 1
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                self._depth -= 1
+                if one_time:
+                    self.one_time += elapsed
+                else:
+                    self.per_step += elapsed
+
+        return timed
+
+    def instrument_callback(self, callback: Callback) -> None:
+        for name in dir(type(callback)):
+            if (name.startswith("on_") or name in ONE_TIME_HOOKS) and callable(getattr(callback, name)):
+                setattr(callback, name, self.wrap(getattr(callback, name), one_time=name in ONE_TIME_HOOKS))
+
+    def scheduler_probe(self) -> Callback:
+        """A callback that wraps the module's LR scheduler once it exists (torch: ``step``, timm: ``step_update``)."""
+        attribution = self
+
+        class WrapScheduler(Callback):
+            def on_train_start(self, trainer: Trainer, pl_module: Any) -> None:
+                for config in trainer.lr_scheduler_configs:
+                    for name in ("step", "step_update"):
+                        if hasattr(config.scheduler, name):
+                            setattr(config.scheduler, name, attribution.wrap(getattr(config.scheduler, name)))
+
+        return WrapScheduler()
+
+
+def run_once(
+    variant: str,
+    steps: int,
+    skip: int,
+    data: MNIST1DDataModule,
+    root: str,
+    timm_cls: type | None,
+    attribution: Attribution | None = None,
+) -> dict:
     torch.manual_seed(0)
     model, callbacks = build(variant, steps, timm_cls)
     timer = make_step_timer(skip)
+    original_apply = _schedule.apply_schedules
+    if attribution is not None:
+        for callback in callbacks:
+            attribution.instrument_callback(callback)
+        callbacks.append(attribution.scheduler_probe())
+        _schedule.apply_schedules = attribution.wrap(original_apply)  # type: ignore[assignment]
     trainer = Trainer(
         max_steps=steps,
         max_epochs=-1,
@@ -164,9 +232,37 @@ def run_once(variant: str, steps: int, skip: int, data: MNIST1DDataModule, root:
         devices=1,
     )
     start = time.perf_counter()
-    trainer.fit(model, datamodule=data)
+    try:
+        trainer.fit(model, datamodule=data)
+    finally:
+        _schedule.apply_schedules = original_apply  # type: ignore[assignment]
     total = time.perf_counter() - start
     return {"per_step": timer.per_step(), "intra": timer.intra_epoch_median(), "fit": total}
+
+
+def attribute(
+    variants: list[str], steps: int, skip: int, data: MNIST1DDataModule, root: str, timm_cls: type | None, repeats: int
+) -> list[list[str]]:
+    """Per variant: µs per step inside its own code, and that as a share of the variant's own step time."""
+    shares: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants if v != "bare"}
+    for _ in range(repeats):
+        for variant in shares:
+            attribution = Attribution()
+            run = run_once(variant, steps, skip, data, root, timm_cls, attribution)
+            shares[variant].append((attribution.per_step / steps, attribution.one_time, run["per_step"]))
+    rows = []
+    for variant, values in shares.items():
+        per_step = statistics.median(v[0] for v in values)
+        share = statistics.median(v[0] / v[2] for v in values)
+        rows.append(
+            [
+                f"`{variant}`",
+                f"{per_step * 1e6:.1f}",
+                f"**{share * 100:.2f}%**",
+                f"{statistics.median(v[1] for v in values) * 1e3:.0f}",
+            ]
+        )
+    return rows
 
 
 def micro(data: MNIST1DDataModule, root: str, timm_cls: type | None, calls: int) -> list[list[str]]:
@@ -287,6 +383,7 @@ def main() -> None:
                 file=sys.stderr,
             )
         micro_rows = micro(data, root, timm_cls, calls=2000 if args.quick else 20000)
+        attribution_rows = attribute(variants, steps, args.skip, data, root, timm_cls, 1 if args.quick else 3)
 
     def med(variant: str, key: str) -> float:
         return statistics.median(r[key] for r in results[variant])
@@ -343,6 +440,16 @@ def main() -> None:
             "`whole fit()` includes setup (the dashboard's preview figure and hparams, the first validation, etc.).",
             "",
             verdict,
+            "",
+            "## Time inside each tool's own code during a real fit",
+            "",
+            "The same runs, instrumented: wall time inside the variant's callbacks' hooks, the pack's "
+            "`apply_schedules` (called from its optimizer pre-step hook) and the scheduler's `step`/`step_update`, "
+            "nested calls counted once; per optimizer step, as a share of that run's time per step, and the one-time "
+            "work (`setup`, `on_fit_start`, `on_train_start`, ... : the dashboard's preview figure and hparams) "
+            "separately. Median of the rounds.",
+            "",
+            md_table(["variant", "µs per step in its code", "share of the step", "one-time ms"], attribution_rows),
             "",
             "## Per-step Python cost alone (micro-benchmark)",
             "",

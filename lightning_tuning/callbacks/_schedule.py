@@ -9,8 +9,8 @@ How it works, once for all schedule callbacks:
   (:func:`lightning_tuning.schedules.compose_lr`). The result does not depend on the order of the callbacks.
 * The first schedule callback in ``trainer.callbacks`` (the leader) writes the composed LR into the optimizer:
   at the start of training and of each epoch, after each batch (so the next step and any monitor read the right
-  value), and in a step pre-hook right before every ``optimizer.step`` (so manual optimization and several
-  optimizers are right too). It also logs the LR (and momentum, where a callback sets it).
+  value), and, under manual optimization (several optimizers stepped at will), in a step pre-hook right before every
+  ``optimizer.step``. It also logs the LR (and momentum, where a callback sets it).
 * Checkpoints hold the step counts and the callback's config; resuming restores progress, and with it the LR.
 """
 
@@ -332,7 +332,9 @@ class LRScheduleCallback(Callback):
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
             self._handles.append(optimizer.register_step_post_hook(self._make_counter(index)))
-            if self._is_leader(trainer):
+            # With automatic optimization (one optimizer) the LR written after each batch is already the next step's:
+            # a pre-step hook would redo that work on every step. Manual optimization steps when it likes.
+            if self._is_leader(trainer) and not pl_module.automatic_optimization:
                 self._handles.append(optimizer.register_step_pre_hook(self._make_applier(trainer, index)))
         # Computed once: apply_schedules runs every step and sorts by it.
         self._sort_key = self.state_key
