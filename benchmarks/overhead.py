@@ -153,7 +153,7 @@ class Attribution:
     """Wall time spent inside one tool's own code during a real fit, split into per-step and one-time work.
 
     It wraps, on the instances of this run only: every ``on_*``/``setup``/``teardown`` hook of the variant's callbacks
-    (this pack's, or Lightning's ``LearningRateMonitor``), the pack's ``apply_schedules`` (which its optimizer
+    (this pack's, or Lightning's ``LearningRateMonitor``), the pack's ``apply_schedules`` (which its manual-optimization
     pre-step hook calls), and the scheduler's ``step``/``step_update`` (torch/timm). Nested calls count once.
     Unlike the end-to-end ratio, this does not drown in the machine's run-to-run noise.
     """
@@ -444,7 +444,8 @@ def main() -> None:
             "## Time inside each tool's own code during a real fit",
             "",
             "The same runs, instrumented: wall time inside the variant's callbacks' hooks, the pack's "
-            "`apply_schedules` (called from its optimizer pre-step hook) and the scheduler's `step`/`step_update`, "
+            "`apply_schedules` (also where its manual-optimization pre-step hook calls it) and the scheduler's "
+            "`step`/`step_update`, "
             "nested calls counted once; per optimizer step, as a share of that run's time per step, and the one-time "
             "work (`setup`, `on_fit_start`, `on_train_start`, ... : the dashboard's preview figure and hparams) "
             "separately. Median of the rounds.",
