@@ -274,12 +274,9 @@ def main() -> None:
             print(f"[{index}/{len(jobs)}] {time.perf_counter() - start:.0f}s", file=sys.stderr)
     mnist = [r for r in results if "curve" in r]
     lm = [r for r in results if "diverged" in r]
-    text = "\n".join(
+    # --seeds 0 runs the LM part alone
+    mnist_section = (
         [
-            "# Training outcome",
-            "",
-            machine_header().replace("intra-op threads 2", "intra-op threads 1 per worker, 2 workers"),
-            "",
             f"## MNIST-1D CNN: {args.steps} steps, {args.seeds} seeds",
             "",
             f"`MNIST1DConvNet` (channels 32), AdamW(lr=3e-3, weight_decay=1e-2) unless the schedule sets the LR, "
@@ -290,6 +287,17 @@ def main() -> None:
             "",
             mnist_table(mnist, args.seeds),
             "",
+        ]
+        if mnist
+        else []
+    )
+    text = "\n".join(
+        [
+            "# Training outcome",
+            "",
+            machine_header().replace("intra-op threads 2", "intra-op threads 1 per worker, 2 workers"),
+            "",
+            *mnist_section,
             f"## Character-level LM: AdamW at a high LR, with and without warmup ({args.lm_seeds} seeds)",
             "",
             f"`CharTransformer(block_size=64, d_model=64, n_layer=2, n_head=4, dropout=0.1)`, weight_decay 1e-2, "
