@@ -124,11 +124,25 @@ def test_rule_matching_nothing_lists_modules(tmp_path):
         ({"rules": [{"weight": "normal", "weight_args": {"sigma": 1}}]}, r"Allowed: \['mean', 'std'\]"),
         ({"rules": []}, "nothing to do"),
         ({"rules": HE, "report_every_n_steps": 0}, "positive integer"),
+        ({"rules": HE, "vanish_below": 0}, r"WeightInit\(vanish_below=0\): must be a positive number or None"),
     ],
 )
 def test_cheap_errors_at_construction(kwargs, match):
     with pytest.raises(MisconfigurationException, match=match):
         WeightInit(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tol": 0}, r"LSUVInit\(tol=0\): must be in \(0, 1\)"),
+        ({"vanish_below": -1.0}, r"LSUVInit\(vanish_below=-1.0\): must be a positive number or None"),
+        ({"explode_above": "big"}, r"LSUVInit\(explode_above='big'\): must be a positive number or None"),
+    ],
+)
+def test_lsuv_cheap_errors_at_construction(kwargs, match):
+    with pytest.raises(MisconfigurationException, match=match):
+        LSUVInit(**kwargs)
 
 
 def test_auto_gain_without_any_input_fails_clearly(tmp_path):

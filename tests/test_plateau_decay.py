@@ -30,18 +30,28 @@ def torch_plateau_lrs(values: list[float], **kwargs: Any) -> list[list[float]]:
     return lrs
 
 
-@pytest.mark.parametrize(("mode", "threshold_mode"), list(itertools.product(["min", "max"], ["rel", "abs"])))
-def test_tracker_matches_torch(mode: str, threshold_mode: str) -> None:
+def finite_metrics(mode: str) -> list[float]:
+    """The finite part of METRICS, mirrored for ``mode="max"`` so that it plateaus the same way."""
     values = [v for v in METRICS if math.isfinite(v)]
-    if mode == "max":
-        values = [1.0 - v for v in values]
-    kwargs = {
+    return [1.0 - v for v in values] if mode == "max" else values
+
+
+def plateau_kwargs(mode: str, threshold_mode: str) -> dict[str, Any]:
+    return {
         "mode": mode,
         "factor": 0.5,
         "patience": 1,
         "threshold": 0.05,
         "threshold_mode": threshold_mode,
         "cooldown": 1,
+    }
+
+
+@pytest.mark.parametrize(("mode", "threshold_mode"), list(itertools.product(["min", "max"], ["rel", "abs"])))
+def test_tracker_matches_torch(mode: str, threshold_mode: str) -> None:
+    values = finite_metrics(mode)
+    kwargs = {
+        **plateau_kwargs(mode, threshold_mode),
         "min_lr": [0.01, 0.001],
     }
     expected = torch_plateau_lrs(values, **kwargs)
@@ -89,16 +99,9 @@ class LRAfterValidation(Callback):
 
 @pytest.mark.parametrize(("mode", "threshold_mode"), list(itertools.product(["min", "max"], ["rel", "abs"])))
 def test_fit_matches_torch_each_validation(mode: str, threshold_mode: str, tmp_path: Any) -> None:
-    values = [v for v in METRICS if math.isfinite(v)]
-    if mode == "max":
-        values = [1.0 - v for v in values]
+    values = finite_metrics(mode)
     kwargs = {
-        "mode": mode,
-        "factor": 0.5,
-        "patience": 1,
-        "threshold": 0.05,
-        "threshold_mode": threshold_mode,
-        "cooldown": 1,
+        **plateau_kwargs(mode, threshold_mode),
         "min_lr": 0.004,
     }
     # self.log stores float32: feed torch the values the callback really sees

@@ -305,7 +305,9 @@ def test_non_finite_loss_is_reported_with_step_and_lr(tmp_path: Any) -> None:
 def test_deferred_loss_watch_reads_the_flag_only_on_flush() -> None:
     # the accelerator path: nothing is read back per step, the first flush after a NaN names the steps it lies in
     watch = NonFiniteLossWatch(defer=True)
+    assert not watch.pending
     assert watch.update(torch.tensor(1.0), 1) is None
+    assert watch.pending
     assert watch.update(torch.tensor(float("nan")), 2) is None
     assert watch.update(torch.tensor(0.5), 3) is None
     assert watch.flush(3) == "The training loss became NaN or infinite between optimizer steps 1 and 3"
@@ -320,4 +322,5 @@ def test_loss_watch_checks_cpu_losses_at_once() -> None:
     watch = NonFiniteLossWatch()
     assert watch.update(torch.tensor(2.0), 1) is None
     assert watch.update(torch.tensor(float("-inf")), 2) == "The training loss is -inf at optimizer step 2"
+    assert not watch.pending, "nothing is deferred on the CPU"
     assert watch.flush(2) is None

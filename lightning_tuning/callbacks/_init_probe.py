@@ -111,3 +111,8 @@ def weight_layers(model: nn.Module) -> list[str]:
 def is_resuming(trainer: pl.Trainer) -> bool:
     """Whether this fit restores a checkpoint (its weights must be kept)."""
     return trainer.ckpt_path is not None
+
+
+def shared_seed(trainer: pl.Trainer, seed: int | None) -> int:
+    """``seed``, or rank 0's current torch seed broadcast to every rank (so all ranks draw the same weights)."""
+    return seed if seed is not None else trainer.strategy.broadcast(torch.initial_seed() % (1 << 63), 0)

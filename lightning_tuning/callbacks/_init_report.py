@@ -47,6 +47,36 @@ def publish(trainer: pl.Trainer, stats: list[LayerStats], title: str) -> None:
         logger.log_metrics(metrics, step=trainer.global_step)
 
 
+def check_thresholds(vanish_below: float | None, explode_above: float | None, who: str) -> None:
+    """The constructor check of the two fail-fast thresholds.
+
+    Raises:
+        MisconfigurationException: for a threshold that is not a positive number (or ``None``).
+    """
+    for argument, value in (("vanish_below", vanish_below), ("explode_above", explode_above)):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            raise MisconfigurationException(f"{who}({argument}={value!r}): must be a positive number or None.")
+
+
+def report_and_check(
+    trainer: pl.Trainer,
+    pl_module: pl.LightningModule,
+    batch: Any | None,
+    example: Any | None,
+    report: bool,
+    vanish_below: float | None,
+    explode_above: float | None,
+    who: str,
+) -> None:
+    """Measure the init when asked to report it or to fail fast on it; publish it, then fail fast."""
+    if not report and vanish_below is None and explode_above is None:
+        return
+    stats = measure(pl_module, batch, example)
+    if report:
+        publish(trainer, stats, f"{who} report")
+    fail_fast(trainer, stats, vanish_below, explode_above, who)
+
+
 def fail_fast(
     trainer: pl.Trainer, stats: list[LayerStats], vanish_below: float | None, explode_above: float | None, who: str
 ) -> None:

@@ -39,6 +39,11 @@ class NonFiniteLossWatch:
             self._finite = self._finite & finite
         return None
 
+    @property
+    def pending(self) -> bool:
+        """Whether a deferred flag is waiting to be read."""
+        return self._finite is not None
+
     def flush(self, step: int) -> str | None:
         """Read the deferred flag (a device sync); returns the problem seen since the last flush, if any."""
         if self._finite is None:

@@ -103,7 +103,7 @@ class _OptimizerPlan(NamedTuple):
     momentum_key: Literal["momentum", "betas"] | None
 
 
-# Rebuilt whenever a schedule callback attaches to or detaches from a trainer; read twice per optimizer step.
+# Rebuilt whenever a schedule callback attaches to or detaches from a trainer; read on every optimizer step.
 _PLANS: weakref.WeakKeyDictionary[pl.Trainer, list[_OptimizerPlan | None]] = weakref.WeakKeyDictionary()
 
 
@@ -410,7 +410,7 @@ class LRScheduleCallback(Callback):
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if isinstance(loss, torch.Tensor):
                 problem = self._loss_watch.update(loss, trainer.global_step)
-                if problem is None and trainer._logger_connector.should_update_logs:
+                if problem is None and self._loss_watch.pending and trainer._logger_connector.should_update_logs:
                     problem = self._loss_watch.flush(trainer.global_step)
                 if problem is not None:
                     warn_non_finite_loss(trainer, problem)
@@ -418,9 +418,10 @@ class LRScheduleCallback(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        problem = self._loss_watch.flush(trainer.global_step)
-        if problem is not None:
-            warn_non_finite_loss(trainer, problem)
+        if self._is_leader(trainer) and self._loss_watch.pending:
+            problem = self._loss_watch.flush(trainer.global_step)
+            if problem is not None:
+                warn_non_finite_loss(trainer, problem)
 
     def _log_values(self, trainer: pl.Trainer) -> None:
         if not trainer.loggers:

@@ -20,8 +20,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
 from typing_extensions import override
 
-from lightning_tuning.callbacks._init_probe import first_train_batch, is_resuming, make_runner, probe_guard
-from lightning_tuning.callbacks._init_report import fail_fast, measure, publish
+from lightning_tuning.callbacks._init_probe import (
+    first_train_batch,
+    is_resuming,
+    make_runner,
+    probe_guard,
+    shared_seed,
+)
+from lightning_tuning.callbacks._init_report import check_thresholds, report_and_check
 from lightning_tuning.callbacks.weight_init import verify_same_on_all_ranks
 from lightning_tuning.init.apply import apply_plan, effective_tensor, write_tensor
 from lightning_tuning.init.rules import InitRule, build_plan, describe_modules
@@ -93,6 +99,7 @@ class LSUVInit(Callback):
             raise MisconfigurationException(f"LSUVInit(max_iters={max_iters!r}): must be a positive integer.")
         if bias not in ("zeros", "keep"):
             raise MisconfigurationException(f"LSUVInit(bias={bias!r}): allowed values are 'zeros' and 'keep'.")
+        check_thresholds(vanish_below, explode_above, "LSUVInit")
         if isinstance(modules, str):
             modules = [modules]
         self.modules = list(modules)
@@ -128,7 +135,7 @@ class LSUVInit(Callback):
                 " Pass training data to `fit`, or use WeightInit instead."
             )
         layers = self._select(pl_module)
-        seed = self.seed if self.seed is not None else trainer.strategy.broadcast(torch.initial_seed() % (1 << 63), 0)
+        seed = shared_seed(trainer, self.seed)
         rule = InitRule(
             modules=tuple(self.modules),
             name=tuple(self.name),
@@ -145,11 +152,9 @@ class LSUVInit(Callback):
         self.initialized = True
         summary = ", ".join(f"{k}: {v:.3f}" for k, v in self.final_std.items())
         rank_zero_info(f"LSUVInit: output std per layer after rescaling: {summary}")
-        if self.report or self.vanish_below is not None or self.explode_above is not None:
-            stats = measure(pl_module, batch, None)
-            if self.report:
-                publish(trainer, stats, "LSUVInit report")
-            fail_fast(trainer, stats, self.vanish_below, self.explode_above, "LSUVInit")
+        report_and_check(
+            trainer, pl_module, batch, None, self.report, self.vanish_below, self.explode_above, "LSUVInit"
+        )
 
     def _select(self, pl_module: pl.LightningModule) -> list[str]:
         selector = InitRule(modules=tuple(self.modules), name=tuple(self.name), weight="keep")

@@ -17,8 +17,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from lightning_tuning.callbacks._init_probe import is_resuming, require_probe_input
-from lightning_tuning.callbacks._init_report import fail_fast, measure, publish
+from lightning_tuning.callbacks._init_probe import is_resuming, require_probe_input, shared_seed
+from lightning_tuning.callbacks._init_report import check_thresholds, measure, publish, report_and_check
 from lightning_tuning.init.apply import InitHadNoEffectError, apply_plan, parameter_checksum
 from lightning_tuning.init.rules import InitRule, build_plan, describe_modules, parse_rules
 from lightning_tuning.init.schemes import needs_activation
@@ -105,9 +105,7 @@ class WeightInit(Callback):
             raise MisconfigurationException(
                 f"WeightInit(report_every_n_steps={report_every_n_steps!r}): must be a positive integer or None."
             )
-        for arg, value in (("vanish_below", vanish_below), ("explode_above", explode_above)):
-            if value is not None and value <= 0:
-                raise MisconfigurationException(f"WeightInit({arg}={value!r}): must be a positive number or None.")
+        check_thresholds(vanish_below, explode_above, "WeightInit")
         if isinstance(exclude, str):
             exclude = [exclude]
         self.rules = [dict(r) if isinstance(r, Mapping) else r for r in rules]
@@ -137,10 +135,9 @@ class WeightInit(Callback):
             self._initialise(trainer, pl_module)
         if self.report or self.vanish_below is not None or self.explode_above is not None:
             batch, example = require_probe_input(trainer, pl_module, "WeightInit(report=True)", "a batch to measure")
-            stats = measure(pl_module, batch, example)
-            if self.report:
-                publish(trainer, stats, "WeightInit report")
-            fail_fast(trainer, stats, self.vanish_below, self.explode_above, "WeightInit")
+            report_and_check(
+                trainer, pl_module, batch, example, self.report, self.vanish_below, self.explode_above, "WeightInit"
+            )
 
     @override
     def on_train_batch_end(
@@ -176,7 +173,7 @@ class WeightInit(Callback):
         if any(needs_activation(e.scheme, e.args) for e in plan.entries):
             batch, example = require_probe_input(trainer, pl_module, "WeightInit", "a forward pass for `auto` gains")
             activations = _traced_activations(pl_module, batch, example)
-        seed = self.seed if self.seed is not None else trainer.strategy.broadcast(torch.initial_seed() % (1 << 63), 0)
+        seed = shared_seed(trainer, self.seed)
         try:
             apply_plan(pl_module, plan.entries, seed, activations)
         except InitHadNoEffectError as err:
