@@ -72,6 +72,15 @@ def write_results(name: str, text: str) -> Path:
     return path
 
 
+def quiet_trainer(**settings: Any) -> Any:
+    """A CPU ``Trainer`` without progress bar, model summary, checkpoints or sanity check; ``settings`` override."""
+    from lightning.pytorch import Trainer
+
+    defaults = {"enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False,
+                "num_sanity_val_steps": 0, "accelerator": "cpu", "devices": 1}  # fmt: skip
+    return Trainer(**{**defaults, **settings})
+
+
 def quiet() -> None:
     """Silence Lightning's info banners and the warnings every short benchmark run triggers."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_tuning"):

@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import logging
 import statistics
+import sys
 import time
-import warnings
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from _common import machine_header, quiet, quiet_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -91,10 +93,7 @@ def run(depth: int, init: str, seed: int, data: dict, steps: int, width: int) ->
     elif INITS[init] is not None:
         callbacks.append(WeightInit(rules=INITS[init], seed=seed))
     probe = AtInit()
-    trainer = pl.Trainer(
-        max_steps=steps, callbacks=[*callbacks, probe], logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1, num_sanity_val_steps=0,
-    )  # fmt: skip
+    trainer = quiet_trainer(max_steps=steps, callbacks=[*callbacks, probe], logger=False)
     trainer.fit(model)
     with torch.no_grad():
         acc = (model(data["x_test"]).argmax(1) == data["y_test"]).float().mean().item()
@@ -114,8 +113,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "init_depth")
     args = parser.parse_args()
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    quiet()
     torch.set_num_threads(2)
     # vanishing inits produce denormal floats, which are ~100x slower on CPU; flushing them to 0 changes no result
     torch.set_flush_denormal(True)
@@ -127,6 +125,8 @@ def main() -> None:
                 rows.append(run(depth, init, seed, data, args.steps, args.width))
             print(f"depth {depth} {init}: done ({time.time() - start:.0f}s)", flush=True)
     lines = [
+        machine_header(),
+        "",
         f"MNIST-1D (8000 samples, 40 features), plain ReLU MLP width {args.width}, SGD(lr=0.01, momentum=0.9),"
         f" batch 128, {args.steps} steps, {args.seeds} seeds (median; accuracy also min-max). Chance = 0.10.",
         "",

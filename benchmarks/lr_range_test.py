@@ -13,36 +13,29 @@ Run: ``python benchmarks/lr_range_test.py [--quick]``; results go to ``benchmark
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import lightning
-import torch
-from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch import LightningModule, seed_everything
 from lightning.pytorch.tuner import Tuner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_header, quiet_trainer, write_results
 
 from lightning_tuning import LRRangeTest, OneCycle
 from lightning_tuning.demos import MNIST1DMLP, MNIST1DConvNet, MNIST1DDataModule
 from lightning_tuning.lr_find import lr_find_command
 
-RESULTS = Path(__file__).parent / "results" / "lr_range_test.md"
 MIN_LR, MAX_LR = 1e-6, 1.0
 MODELS: dict[str, Callable[[], LightningModule]] = {
     "MNIST-1D CNN (0.1M params)": MNIST1DConvNet,
     "wide MLP 3x2048 (12.7M params)": lambda: MNIST1DMLP(depth=3, width=2048),
 }
-
-
-def quiet_trainer(root: str, **kwargs: Any) -> Trainer:
-    settings = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-                "enable_checkpointing": False, "num_sanity_val_steps": 0, **kwargs}  # fmt: skip
-    return Trainer(default_root_dir=root, **settings)
 
 
 def ours(
@@ -51,7 +44,7 @@ def ours(
     seed_everything(0)
     threshold = 4.0 if early_stop else 1e30
     test = LRRangeTest(min_lr=MIN_LR, max_lr=MAX_LR, num_steps=steps, apply="none", divergence_threshold=threshold)
-    trainer = quiet_trainer(root, max_epochs=100, callbacks=[test])
+    trainer = quiet_trainer(default_root_dir=root, logger=False, max_epochs=100, callbacks=[test])
     start = time.perf_counter()
     results = lr_find_command(trainer, model(), data)
     return time.perf_counter() - start, dict(results["suggestions"]), len(results["lrs"])
@@ -63,7 +56,7 @@ def lightnings(
     seed_everything(0)
     # max_epochs must not end the sweep: with max_epochs=1 Lightning stops at the epoch's end (36 batches here) and
     # reports it as "stopped early due to diverging loss"
-    trainer = quiet_trainer(root, max_epochs=100)
+    trainer = quiet_trainer(default_root_dir=root, logger=False, max_epochs=100)
     start = time.perf_counter()
     finder = Tuner(trainer).lr_find(model(), datamodule=data, min_lr=MIN_LR, max_lr=MAX_LR,
                                     num_training=steps, update_attr=False,
@@ -76,7 +69,7 @@ def accuracy_with(lr: float, schedule: str, seed: int, epochs: int, data: MNIST1
     """Test accuracy after ``epochs`` of the CNN with ``lr`` as a constant AdamW LR or as OneCycle's peak."""
     seed_everything(seed)
     callbacks = [OneCycle(max_lr=lr)] if schedule == "one_cycle" else []
-    trainer = quiet_trainer(root, max_epochs=epochs, callbacks=callbacks)
+    trainer = quiet_trainer(default_root_dir=root, logger=False, max_epochs=epochs, callbacks=callbacks)
     model = MNIST1DConvNet(lr=lr)
     trainer.fit(model, datamodule=data)
     return float(trainer.test(model, datamodule=data, verbose=False)[0]["test_acc"])
@@ -122,13 +115,10 @@ def main() -> None:
             for label, (lr, _) in candidates.items()
             for schedule in ("constant", "one_cycle")
         }
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
     lines = [
         "# LR range test: lightning_tuning vs Lightning's Tuner.lr_find (MNIST-1D, batch 100)",
         "",
-        f"Machine: {os.cpu_count()} cores, {cpu}; Python {platform.python_version()}, torch {torch.__version__}, "
-        f"lightning {lightning.__version__}.",
+        machine_header(),
         "",
         f"## Time: {args.steps} sweep steps, the same in both",
         "",
@@ -164,10 +154,7 @@ def main() -> None:
             spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
             cells.append(f"{statistics.mean(accs):.4f} ± {spread:.4f}")
         lines.append(f"| {label} | {ran} | {lr:.3g} | {' | '.join(cells)} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    write_results("lr_range_test.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from _common import machine_header, make_step_timer, md_table, quiet, write_results
+from _common import machine_header, make_step_timer, md_table, quiet, quiet_trainer, write_results
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -218,18 +218,12 @@ def run_once(
             attribution.instrument_callback(callback)
         callbacks.append(attribution.scheduler_probe())
         _schedule.apply_schedules = attribution.wrap(original_apply)  # type: ignore[assignment]
-    trainer = Trainer(
+    trainer = quiet_trainer(
         max_steps=steps,
         max_epochs=-1,
         logger=TensorBoardLogger(root, name=variant),
         log_every_n_steps=10,
         callbacks=[timer, *callbacks],  # the timer first: its batch start is the start of the iteration
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        devices=1,
     )
     start = time.perf_counter()
     try:
@@ -301,15 +295,8 @@ def micro(data: MNIST1DDataModule, root: str, timm_cls: type | None, calls: int)
     _schedule.apply_schedules = counting  # type: ignore[assignment]
     try:
         callbacks = [Warmup("5%"), CosineAnnealing(start="after_warmup"), PlateauDecay(monitor="val_loss"), Grab()]
-        trainer = Trainer(
-            max_steps=steps,
-            logger=TensorBoardLogger(root, name="micro"),
-            log_every_n_steps=10,
-            callbacks=callbacks,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            num_sanity_val_steps=0,
+        trainer = quiet_trainer(
+            max_steps=steps, logger=TensorBoardLogger(root, name="micro"), log_every_n_steps=10, callbacks=callbacks
         )
         trainer.fit(MNIST1DConvNet(), datamodule=data)
         calls_in_fit = found["calls_in_fit"]

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_header, md_table, mean_std, quiet, write_results
+from _common import machine_header, md_table, mean_std, quiet, quiet_trainer, write_results
 
 THRESHOLDS = (0.94, 0.90, 0.85)
 HE_RULE = {
@@ -128,17 +128,8 @@ def run_mnist(name: str, seed: int, steps: int, eval_every: int) -> dict[str, An
             if trainer.global_step % eval_every == 0 or trainer.global_step == steps:
                 curve.append((trainer.global_step, test_accuracy(module)))
 
-    trainer = pl.Trainer(
-        max_steps=steps,
-        max_epochs=-1,
-        logger=False,
-        callbacks=[*_callbacks(name, steps, seed), TestProbe()],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        devices=1,
+    trainer = quiet_trainer(
+        max_steps=steps, max_epochs=-1, logger=False, callbacks=[*_callbacks(name, steps, seed), TestProbe()]
     )
     start = time.perf_counter()
     trainer.fit(MNIST1DConvNet(), datamodule=data)
@@ -164,19 +155,7 @@ def run_lm(lr: float, warmup: bool, seed: int, steps: int) -> dict[str, Any]:
     callbacks: list[Any] = [LossRecorder()]
     if warmup:
         callbacks.insert(0, Warmup("10%"))
-    trainer = pl.Trainer(
-        max_steps=steps,
-        max_epochs=-1,
-        logger=False,
-        callbacks=callbacks,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        devices=1,
-    )
+    trainer = quiet_trainer(max_steps=steps, max_epochs=-1, logger=False, callbacks=callbacks, limit_val_batches=0)
     model = CharTransformer(block_size=64, d_model=64, n_layer=2, n_head=4, lr=lr)
     trainer.fit(model, datamodule=CharLMDataModule(block_size=64, batch_size=32, max_chars=200_000))
     tail = losses[-max(1, len(losses) // 10) :]
