@@ -90,18 +90,20 @@ def torch_reference(
     return lrs, momenta
 
 
+def quiet_trainer(**kwargs: Any) -> Trainer:
+    """A Trainer without logger, progress bar or model summary; ``kwargs`` add to or override that."""
+    return Trainer(**{"logger": False, "enable_progress_bar": False, "enable_model_summary": False, **kwargs})
+
+
 def fit(model: LightningModule, callbacks: list[Callback], tmp_path: Any, **trainer_kwargs: Any) -> Trainer:
     trainer_kwargs = {
         "default_root_dir": tmp_path,
         "max_epochs": 1,
         "limit_val_batches": 0,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "logger": False,
         "enable_checkpointing": False,
         **trainer_kwargs,
     }
-    trainer = Trainer(callbacks=callbacks, **trainer_kwargs)
+    trainer = quiet_trainer(callbacks=callbacks, **trainer_kwargs)
     trainer.fit(model)
     return trainer
 

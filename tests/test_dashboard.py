@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.backend.event_processing import plugin_event_accumulator as pea
@@ -16,7 +15,7 @@ from tensorboard.plugins.custom_scalar import metadata as cs_meta
 from tensorboard.plugins.hparams import metadata as hp_meta
 
 from lightning_tuning import PlateauDecay, TuningDashboard, Warmup
-from tests.lr_helpers import TwoGroupModel
+from tests.lr_helpers import TwoGroupModel, quiet_trainer
 
 
 class LoggingModel(TwoGroupModel):
@@ -31,7 +30,7 @@ class LoggingModel(TwoGroupModel):
 
 def run(tmp_path: Path) -> Path:
     logger = TensorBoardLogger(tmp_path, name="run")
-    trainer = Trainer(
+    trainer = quiet_trainer(
         default_root_dir=tmp_path,
         logger=logger,
         max_epochs=3,
@@ -39,8 +38,6 @@ def run(tmp_path: Path) -> Path:
         limit_val_batches=2,
         limit_test_batches=2,
         log_every_n_steps=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[Warmup(3), PlateauDecay(patience=0), TuningDashboard()],
     )
     model = LoggingModel("sgd")

@@ -23,6 +23,7 @@ from lightning_tuning.demos import (
 )
 from lightning_tuning.demos.cache import CACHE_DIR_ENV_VAR, resolve_cache_dir
 from lightning_tuning.demos.char_lm import VOCABULARY, decode, encode, load_corpus
+from tests.lr_helpers import quiet_trainer
 
 
 def rows(dataset: torch.utils.data.TensorDataset) -> set[bytes]:
@@ -235,13 +236,10 @@ def test_char_transformer_rejects_too_long_sequences() -> None:
 
 
 def fit_steps(model: LightningModule, datamodule: LightningDataModule, steps: int, tmp_path: Path) -> Trainer:
-    trainer = Trainer(
+    trainer = quiet_trainer(
         max_steps=steps,
         limit_val_batches=0,
-        logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=tmp_path,
     )
     trainer.fit(model, datamodule)
@@ -288,12 +286,9 @@ def test_demo_learns(make_model: object, make_data: object, steps: int, tmp_path
 
 def test_training_logs_the_shared_metric_names(tmp_path: Path) -> None:
     model, datamodule = MNIST1DConvNet(channels=4), MNIST1DDataModule(num_samples=100, batch_size=20)
-    trainer = Trainer(
+    trainer = quiet_trainer(
         max_epochs=1,
-        logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=tmp_path,
     )
     trainer.fit(model, datamodule)
@@ -302,14 +297,11 @@ def test_training_logs_the_shared_metric_names(tmp_path: Path) -> None:
     assert {"test_loss", "test_acc"} <= set(trainer.callback_metrics)
 
     lm = CharTransformer(block_size=8, d_model=16, n_layer=1, n_head=2)
-    trainer = Trainer(
+    trainer = quiet_trainer(
         max_epochs=1,
         limit_train_batches=1,
         limit_val_batches=2,
-        logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(lm, CharLMDataModule(block_size=8, max_chars=2000, batch_size=4))
     assert {"val_loss", "val_acc", "val_ppl"} <= set(trainer.callback_metrics)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback
 
 from lightning_tuning import (
     CosineAnnealing,
@@ -24,7 +24,7 @@ from lightning_tuning import (
     StepDecay,
     Warmup,
 )
-from tests.lr_helpers import TwoGroupModel
+from tests.lr_helpers import TwoGroupModel, quiet_trainer
 
 CONSTRUCTION: list[tuple[str, Callable[[], Any], str]] = [
     ("warmup-kind", lambda: Warmup(10, kind="cosine"), r"`kind='cosine'` is not allowed; use one of"),
@@ -104,13 +104,10 @@ def test_fit_errors_before_the_first_step(
         "max_epochs": 2,
         "limit_train_batches": 5,
         "limit_val_batches": 0,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
         "enable_checkpointing": False,
         **trainer_kwargs,
     }
-    trainer = Trainer(default_root_dir=tmp_path, callbacks=[*make(), NoStepAllowed()], **settings)
+    trainer = quiet_trainer(default_root_dir=tmp_path, callbacks=[*make(), NoStepAllowed()], **settings)
     with pytest.raises(MisconfigurationException, match=message):
         trainer.fit(TwoGroupModel())
 

@@ -18,7 +18,7 @@ from lightning_tuning import LRRangeTest, OneCycle
 from lightning_tuning.callbacks.lr_range_test import host_copy
 from lightning_tuning.lr_find import lr_find_command
 from lightning_tuning.range_test import min_div_10, smooth, steepest, sweep_lrs, valley
-from tests.lr_helpers import BASE_LRS, LRRecorder, TwoGroupModel
+from tests.lr_helpers import BASE_LRS, LRRecorder, TwoGroupModel, quiet_trainer
 
 # ---- math ------------------------------------------------------------------------------------------------------
 
@@ -54,10 +54,9 @@ def test_suggestions_on_a_curve_with_known_answers() -> None:
 
 
 def trainer(tmp_path: Path, callbacks: list[Callback], **kwargs: Any) -> Trainer:
-    settings = {"max_epochs": 2, "limit_train_batches": 8, "limit_val_batches": 0, "logger": False,
-                "enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False,
+    settings = {"max_epochs": 2, "limit_train_batches": 8, "limit_val_batches": 0, "enable_checkpointing": False,
                 **kwargs}  # fmt: skip
-    return Trainer(default_root_dir=tmp_path, callbacks=callbacks, **settings)
+    return quiet_trainer(default_root_dir=tmp_path, callbacks=callbacks, **settings)
 
 
 def final_weights(tmp_path: Path, callbacks: list[Callback], **kwargs: Any) -> tuple[dict[str, Any], Trainer]:

@@ -15,7 +15,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lightning_tuning import PlateauDecay, Warmup
 from lightning_tuning.schedules import PlateauTracker
-from tests.lr_helpers import BASE_LRS, LRRecorder, TwoGroupModel, fit, make_optimizer, param_groups
+from tests.lr_helpers import BASE_LRS, LRRecorder, TwoGroupModel, fit, make_optimizer, param_groups, quiet_trainer
 
 METRICS = [1.0, 0.95, 0.94, 0.93, 0.5, 0.49, 0.48, 0.47, 0.46, 0.45, 0.45, 0.9, math.nan, 0.44, 0.3, 0.31, 0.32]
 
@@ -224,15 +224,12 @@ def test_resume_restores_best_counters_and_scale(tmp_path: Any) -> None:
     model = ScriptedValLoss(values)
     model.validations = 5
     resumed = LRRecorder()
-    trainer = Trainer(
+    trainer = quiet_trainer(
         default_root_dir=tmp_path / "c",
         max_epochs=10,
         limit_train_batches=2,
         limit_val_batches=1,
         num_sanity_val_steps=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[PlateauDecay(**kwargs), resumed],
     )
     trainer.fit(model, ckpt_path=tmp_path / "ckpt" / "last.ckpt")

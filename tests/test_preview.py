@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_tuning import CosineAnnealing, OneCycle, PlateauDecay, StepDecay, Warmup
 from lightning_tuning.preview import format_preview, preview_command, preview_schedule
-from tests.lr_helpers import LRRecorder, TwoGroupModel, fit
+from tests.lr_helpers import LRRecorder, TwoGroupModel, fit, quiet_trainer
 
 
 def trainer(tmp_path: Path, callbacks: list[Any], **kwargs: Any) -> Trainer:
@@ -21,12 +21,9 @@ def trainer(tmp_path: Path, callbacks: list[Any], **kwargs: Any) -> Trainer:
         "max_epochs": 3,
         "limit_train_batches": 6,
         "limit_val_batches": 0,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
         **kwargs,
     }
-    return Trainer(default_root_dir=tmp_path, callbacks=callbacks, **settings)
+    return quiet_trainer(default_root_dir=tmp_path, callbacks=callbacks, **settings)
 
 
 def test_preview_equals_the_real_run(tmp_path: Path) -> None:

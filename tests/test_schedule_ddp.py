@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 
 from lightning_tuning import CosineAnnealing, OneCycle, PlateauDecay, Warmup
-from tests.lr_helpers import LRRecorder, TwoGroupModel
+from tests.lr_helpers import LRRecorder, TwoGroupModel, quiet_trainer
 
 
 class RankValLoss(TwoGroupModel):
@@ -45,7 +45,7 @@ def test_every_rank_uses_the_same_lr(tmp_path: Path) -> None:
         recorder,
         DumpLRs(tmp_path, recorder),
     ]
-    trainer = Trainer(
+    trainer = quiet_trainer(
         default_root_dir=tmp_path,
         accelerator="cpu",
         devices=2,
@@ -54,9 +54,6 @@ def test_every_rank_uses_the_same_lr(tmp_path: Path) -> None:
         limit_train_batches=4,
         limit_val_batches=1,
         num_sanity_val_steps=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         enable_checkpointing=False,
         callbacks=callbacks,
     )

@@ -11,7 +11,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_tuning import CosineAnnealing, CyclicLR, OneCycle, StepDecay, Warmup
-from tests.lr_helpers import LRRecorder, TwoGroupModel
+from tests.lr_helpers import LRRecorder, TwoGroupModel, quiet_trainer
 
 
 class Crash(RuntimeError):
@@ -34,12 +34,9 @@ def make_trainer(root: Path, callbacks: list[Callback], **kwargs: Any) -> Traine
         "max_epochs": 3,
         "limit_train_batches": 7,
         "limit_val_batches": 0,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
         **kwargs,
     }
-    return Trainer(default_root_dir=root, callbacks=callbacks, **settings)
+    return quiet_trainer(default_root_dir=root, callbacks=callbacks, **settings)
 
 
 SCHEDULES = {
