@@ -1,0 +1,37 @@
+"""Every use of a private Lightning attribute, in one place, each with a test (``tests/test_compat.py``).
+
+Lightning has no public API for these; if one of them moves in a Lightning release, the test names which one and this
+module is the only file to change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import lightning.pytorch as pl
+
+
+def batches_that_stepped(trainer: pl.Trainer) -> int:
+    """The step Lightning's own ``self.log`` writes at: batches that ran an optimizer step, over the whole fit."""
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+
+def should_update_logs(trainer: pl.Trainer) -> bool:
+    """Whether Lightning logs at this batch (every ``log_every_n_steps``, and at the last batch)."""
+    return bool(trainer._logger_connector.should_update_logs)
+
+
+def train_data_source(trainer: pl.Trainer) -> Any:
+    """The fit loop's source of training data (the module or the datamodule that defines ``train_dataloader``)."""
+    return trainer.fit_loop._data_source
+
+
+def exit_fit_cleanly() -> NoReturn:
+    """End ``trainer.fit`` the way Lightning's own tuner does: teardown runs and the run is marked finished.
+
+    Lightning catches ``_TunerExitException`` in ``_call_and_handle_interrupt``: no ``on_exception`` hooks, the
+    loggers finalize with ``"success"``, callbacks' ``teardown`` runs and no checkpoint is written.
+    """
+    from lightning.pytorch.utilities.exceptions import _TunerExitException
+
+    raise _TunerExitException
