@@ -88,6 +88,15 @@ def set_base_lr(group: dict[str, Any], value: float) -> None:
     group[BASE_LR_KEY] = float(value)
 
 
+def _holds_tensors(optimizer: Optimizer) -> bool:
+    """Whether any group keeps its ``lr`` or ``betas`` as tensors (the compiled-optimizer recipe)."""
+    for group in optimizer.param_groups:
+        betas = group.get("betas", ())
+        if isinstance(group["lr"], torch.Tensor) or any(isinstance(beta, torch.Tensor) for beta in betas):
+            return True
+    return False
+
+
 def coordinator_for(trainer: pl.Trainer) -> LRCoordinator | None:
     """The trainer's coordinator, or ``None`` when no schedule callback is set up on it."""
     return trainer.__dict__.get(_ATTRIBUTE)
@@ -171,6 +180,7 @@ class LRCoordinator:
         self._handles: list[Any] = []
         self._warned: set[str] = set()
         self._stepped: set[int] = set()
+        self._epoch_start_steps: list[int] = []
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -247,9 +257,15 @@ class LRCoordinator:
                     group[BASE_LR_KEY] = float(legacy if legacy is not None else group["lr"])
             plan.groups = len(plan.optimizer.param_groups)
             plan.written = [None] * plan.groups
-            self._handles.append(plan.optimizer.register_step_post_hook(self._after_step_hook(plan)))
+            # Tensor LRs are torch's recipe for a compiled optimizer step: keep the hooks out of the graph (dynamo
+            # would guard on the step counters and recompile every step). Costs ~6 us a call, so only then.
+            opaque = _holds_tensors(plan.optimizer)
+            after, before = self._after_step_hook(plan), self._before_step_hook(plan)
+            if opaque:
+                after, before = torch.compiler.disable(after), torch.compiler.disable(before)
+            self._handles.append(plan.optimizer.register_step_post_hook(after))
             if self._manual:
-                self._handles.append(plan.optimizer.register_step_pre_hook(self._before_step_hook(plan)))
+                self._handles.append(plan.optimizer.register_step_pre_hook(before))
         self.epoch = trainer.current_epoch
         self.begun = True
         self.write_all()
@@ -385,7 +401,28 @@ class LRCoordinator:
     def on_train_epoch_start(self, trainer: pl.Trainer) -> None:
         self._check_torch_schedulers(trainer, mid_fit=True)
         self.epoch = trainer.current_epoch
+        self._epoch_start_steps = list(self.steps)
         self.write_all()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer) -> None:
+        """Under manual optimization, check once that the run-relative lengths assumed one step per batch rightly."""
+        if not self._manual or "steps-per-batch" in self._warned or not self._epoch_start_steps:
+            return
+        self._warned.add("steps-per-batch")
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        for plan in self.plans:
+            if plan is None or not batches:
+                continue
+            taken = self.steps[plan.index] - self._epoch_start_steps[plan.index]
+            relative = [type(cb).__name__ for cb in plan.callbacks if cb.uses_run_length]
+            if relative and taken != batches:
+                rank_zero_warn(
+                    f"Optimizer {plan.index} ({type(plan.optimizer).__name__}) took {taken} steps in {batches} batches "
+                    f"of this epoch, and {relative} took their length from the run assuming one step per batch "
+                    "(manual optimization: Lightning's run length counts batches, or all optimizers' steps together "
+                    "under max_steps). Those schedules will end at the wrong time: give their lengths in steps of "
+                    "this optimizer."
+                )
 
     def log(self, trainer: pl.Trainer) -> None:
         """Log the LR (and any cycled momentum) of the scheduled optimizers, under LearningRateMonitor's names."""
