@@ -100,6 +100,9 @@ class LRScheduleCallback(Callback):
     is_floor = False
     is_warmup = False
     cycles_momentum = False
+    group_independent = False
+    """Whether :meth:`lr_factor` is the same for every param group (it then ignores ``group_index`` and
+    ``base_lr``); the coordinator computes such factors once per optimizer instead of once per group."""
 
     def __init__(self, interval: Interval = "step", optimizers: list[int] | None = None) -> None:
         if interval not in ("step", "epoch"):
@@ -116,6 +119,7 @@ class LRScheduleCallback(Callback):
                 "(0 for the first optimizer configure_optimizers returns), or null for all optimizers."
             )
         self.interval: Interval = interval
+        self._unit_field = 1 if interval == "epoch" else 0  # Progress is (step, epoch)
         self.optimizers = None if optimizers is None else list(optimizers)
         self._config: dict[str, Any] = {"interval": interval, "optimizers": self.optimizers}
         self._start_units: dict[int, int] = {}
@@ -186,8 +190,8 @@ class LRScheduleCallback(Callback):
 
     def units(self, progress: Progress, optimizer_index: int) -> int:
         """Schedule units done (optimizer steps or epochs), less the schedule's ``start`` offset, if it has one."""
-        done = progress.epoch if self.interval == "epoch" else progress.step
-        return max(0, done - self._start_units.get(optimizer_index, 0))
+        done = progress[self._unit_field] - self._start_units.get(optimizer_index, 0)
+        return done if done > 0 else 0
 
     def groups_changed(self, optimizer_index: int, optimizer: Optimizer) -> None:
         """The coordinator saw param groups added during fit: resolve the per-group arguments for them."""
