@@ -266,11 +266,11 @@ class LRCoordinator:
         """
         if self.begun or not self.prepared:
             return
-        restored = [cb.restored_steps for cb in self.callbacks if cb.restored_steps]
         self.steps = [0] * len(self.plans)
-        for steps in restored:
-            for index, value in enumerate(steps[: len(self.steps)]):
+        for callback in self.callbacks:
+            for index, value in enumerate(callback.restored_steps[: len(self.steps)]):
                 self.steps[index] = max(self.steps[index], int(value))
+            callback.restored_steps = []  # consumed: a later fit without a checkpoint starts from 0
         resuming = trainer.ckpt_path is not None
         for plan in self.plans:
             if plan is None:
