@@ -2,7 +2,7 @@
 
 ``PEER_VECTORS`` (bottom of this file) are the LRs the peers' schedulers really produced (transformers 5.24.0, timm
 1.0.31), recorded once; neither library is a dependency. Where one is installed, ``test_live_*`` re-runs it.
-Each case names the peer's call and the pack's equivalent; the equivalences are the ones in ``docs/schedules_mapping.md``.
+Each case names the peer's call and the pack's equivalent, as in ``docs/schedules_mapping.md``.
 """
 
 from __future__ import annotations

@@ -65,10 +65,7 @@ def cosine_cycles_lr(
     if cycle_limit is not None and i >= cycle_limit:
         return eta_min
     peak = base_lr * cycle_decay**i
-    if k_decay == 1.0:
-        phase = t_cur / t_i
-    else:
-        phase = t_cur**k_decay / t_i**k_decay
+    phase = t_cur / t_i if k_decay == 1.0 else t_cur**k_decay / t_i**k_decay
     return eta_min + 0.5 * (peak - eta_min) * (1.0 + math.cos(math.pi * phase))
 
 
