@@ -100,24 +100,25 @@ def test_inverse_sqrt_closed_form() -> None:
 
 @pytest.mark.parametrize(("start_factor", "total_iters"), [(0.25, 4), (1e-3, 5), (1 / 3, 1), (0.9, 7)])
 def test_warmup_from_lr_is_torch_linear_lr(start_factor: float, total_iters: int) -> None:
-    """torch ``LinearLR(start_factor=s, total_iters=N)`` == warmup of length ``N + 1`` from ``s * base`` per group."""
+    """torch ``LinearLR(start_factor=s, total_iters=N)`` == warmup of length ``N`` from ``s * base`` per group."""
     expected = torch_lrs(lambda o: torch_sched.LinearLR(o, start_factor=start_factor, total_iters=total_iters), 12)
     for group, base in enumerate(BASES):
-        got = [warmup_from_lr(t, total_iters + 1, base, start_factor * base) for t in range(12)]
+        got = [warmup_from_lr(t, total_iters, base, start_factor * base) for t in range(12)]
         assert got == pytest.approx([row[group] for row in expected], rel=1e-12, abs=1e-16)
 
 
 def test_warmup_from_documented_timm_vector() -> None:
     """timm warmup 3 from 0.1 with ``warmup_prefix=True`` (lr_anchors §d): ``.1, .4, .7, 1``."""
-    assert [warmup_from_lr(t, 4, 1.0, 0.1) for t in range(5)] == pytest.approx([0.1, 0.4, 0.7, 1.0, 1.0], abs=1e-15)
+    assert [warmup_from_lr(t, 3, 1.0, 0.1) for t in range(5)] == pytest.approx([0.1, 0.4, 0.7, 1.0, 1.0], abs=1e-15)
 
 
 def test_warmup_from_zero_starts_at_zero_and_factor_handles_zero_base() -> None:
-    assert warmup_from_lr(0, 11, 0.5, 0.0) == 0.0
-    assert warmup_from_lr(10, 11, 0.5, 0.0) == 0.5
-    assert warmup_from_factor(3, 5, 0.5, 0.1) == pytest.approx((0.1 + 0.4 * 3 / 4) / 0.5, rel=1e-15)
+    assert warmup_from_lr(0, 10, 0.5, 0.0) == 0.0
+    assert warmup_from_lr(9, 10, 0.5, 0.0) == pytest.approx(0.45, rel=1e-15)
+    assert warmup_from_lr(10, 10, 0.5, 0.0) == 0.5
+    assert warmup_from_factor(3, 4, 0.5, 0.1) == pytest.approx((0.1 + 0.4 * 3 / 4) / 0.5, rel=1e-15)
     assert warmup_from_factor(0, 5, 0.0, 0.1) == 1.0
-    assert warmup_from_lr(0, 1, 0.5, 0.0) == 0.5  # length 1: no warmup
+    assert warmup_from_lr(0, 0, 0.5, 0.0) == 0.5  # length 0: no warmup
 
 
 # ---- polynomial decay to an end LR --------------------------------------------------------------------------------

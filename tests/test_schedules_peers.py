@@ -55,22 +55,22 @@ CASES: dict[str, tuple[tuple[float, ...], Pack]] = {
     "invsqrt_w4_ts10": ((0.1, 0.03), lambda t, base: base * inverse_sqrt_factor(t, 4, timescale=10)),
     "invsqrt_w0": ((1.0,), lambda t, base: base * inverse_sqrt_factor(t, 0)),
     # get_polynomial_decay_schedule_with_warmup(opt, 3, 12, lr_end=0.01, power=2.0):
-    # Warmup(4, start_lr=0) then PolynomialDecay(total_iters=9, power=2, end_lr=0.01, start=3)
+    # Warmup(3, start_lr=0) then PolynomialDecay(total_iters=9, power=2, end_lr=0.01, start=3)
     "hf_poly": (
         (0.1,),
-        lambda t, base: warmup_from_lr(t, 4, base, 0.0) * polynomial_lr(after(t, 3), 9, 2.0, base, 0.01) / base,
+        lambda t, base: warmup_from_lr(t, 3, base, 0.0) * polynomial_lr(after(t, 3), 9, 2.0, base, 0.01) / base,
     ),
-    # get_linear_schedule_with_warmup(opt, 3, 12): Warmup(4, start_lr=0) then PolynomialDecay(9, power=1, start=3)
+    # get_linear_schedule_with_warmup(opt, 3, 12): Warmup(3, start_lr=0) then PolynomialDecay(9, power=1, start=3)
     "hf_linear": (
         (0.1, 0.03),
-        lambda t, base: warmup_from_lr(t, 4, base, 0.0) * polynomial_lr(after(t, 3), 9, 1.0, base, 0.0) / base,
+        lambda t, base: warmup_from_lr(t, 3, base, 0.0) * polynomial_lr(after(t, 3), 9, 1.0, base, 0.0) / base,
     ),
     # CosineLRScheduler(t_initial=10, lr_min=1e-3, warmup_t=3, warmup_lr_init=5e-3, warmup_prefix=True):
-    # Warmup(4, start_lr=5e-3) then CosineAnnealing(T_0=10, eta_min=1e-3, cycle_limit=1, start=3)
+    # Warmup(3, start_lr=5e-3) then CosineAnnealing(T_0=10, eta_min=1e-3, cycle_limit=1, start=3)
     "timm_cos_prefix": (
         (0.1, 0.03),
         lambda t, base: (
-            warmup_from_lr(t, 4, base, 0.005)
+            warmup_from_lr(t, 3, base, 0.005)
             * cosine_cycles_lr(after(t, 3), base, 10, eta_min=0.001, cycle_limit=1)
             / base
         ),
@@ -92,7 +92,7 @@ CASES: dict[str, tuple[tuple[float, ...], Pack]] = {
     "timm_poly": (
         (0.1,),
         lambda t, base: (
-            warmup_from_lr(t, 3, base, 0.0) * polynomial_lr(after(t, 2), 10, 2.0, base, 0.01, k_decay=1.5) / base
+            warmup_from_lr(t, 2, base, 0.0) * polynomial_lr(after(t, 2), 10, 2.0, base, 0.01, k_decay=1.5) / base
         ),
     ),
 }
@@ -109,12 +109,12 @@ def test_matches_peer_vector(case: str) -> None:
 
 
 def test_hf_cosine_with_warmup_until_its_end() -> None:
-    """get_cosine_schedule_with_warmup(opt, 2, 10): Warmup(3, start_lr=0) then CosineAnnealing(T_max=8, start=2).
+    """get_cosine_schedule_with_warmup(opt, 2, 10): Warmup(2, start_lr=0) then CosineAnnealing(T_max=8, start=2).
 
     Past ``num_training_steps`` Hugging Face's cosine climbs again (``0.03806`` at step 11); the pack's holds 0.
     """
     expected = PEER_VECTORS["hf_cosine"][0]
-    got = [warmup_from_lr(t, 3, 1.0, 0.0) * cosine_annealing_lr(after(t, 2), 1.0, 8, 0.0) for t in range(12)]
+    got = [warmup_from_lr(t, 2, 1.0, 0.0) * cosine_annealing_lr(after(t, 2), 1.0, 8, 0.0) for t in range(12)]
     assert got[:11] == pytest.approx(expected[:11], rel=0, abs=TOL)
     assert expected[11] > 0.038
     assert got[11] == 0.0
@@ -128,7 +128,7 @@ def test_timm_without_prefix_is_not_a_product() -> None:
     """
     expected = PEER_VECTORS["timm_cos_noprefix"][0]
     product = [
-        warmup_from_lr(t, 4, 0.1, 0.005) * cosine_cycles_lr(t, 0.1, 10, eta_min=0.001, cycle_limit=1) / 0.1
+        warmup_from_lr(t, 3, 0.1, 0.005) * cosine_cycles_lr(t, 0.1, 10, eta_min=0.001, cycle_limit=1) / 0.1
         for t in range(len(expected))
     ]
     assert product[3:] == pytest.approx(expected[3:], rel=0, abs=TOL)
