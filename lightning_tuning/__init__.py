@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
     "PolynomialDecay": "lightning_tuning.callbacks.polynomial_decay",
     "CyclicLR": "lightning_tuning.callbacks.cyclic_lr",
     "OneCycle": "lightning_tuning.callbacks.one_cycle",
+    "WarmupStableDecay": "lightning_tuning.callbacks.warmup_stable_decay",
+    "InverseSqrt": "lightning_tuning.callbacks.inverse_sqrt",
     # adaptive learning rate
     "PlateauDecay": "lightning_tuning.callbacks.plateau_decay",
     "LRRangeTest": "lightning_tuning.callbacks.lr_range_test",
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from lightning_tuning.callbacks.cyclic_lr import CyclicLR as CyclicLR
     from lightning_tuning.callbacks.dashboard import TuningDashboard as TuningDashboard
     from lightning_tuning.callbacks.exponential_decay import ExponentialDecay as ExponentialDecay
+    from lightning_tuning.callbacks.inverse_sqrt import InverseSqrt as InverseSqrt
     from lightning_tuning.callbacks.layerwise_lr import LayerwiseLR as LayerwiseLR
     from lightning_tuning.callbacks.lr_range_test import LRRangeTest as LRRangeTest
     from lightning_tuning.callbacks.lsuv_init import LSUVInit as LSUVInit
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
     from lightning_tuning.callbacks.schedule_free import ScheduleFree as ScheduleFree
     from lightning_tuning.callbacks.step_decay import StepDecay as StepDecay
     from lightning_tuning.callbacks.warmup import Warmup as Warmup
+    from lightning_tuning.callbacks.warmup_stable_decay import WarmupStableDecay as WarmupStableDecay
     from lightning_tuning.callbacks.weight_init import WeightInit as WeightInit
     from lightning_tuning.callbacks.weight_norm import WeightNorm as WeightNorm
     from lightning_tuning.cli import TuningCLI as TuningCLI
