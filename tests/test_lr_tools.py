@@ -327,8 +327,6 @@ def test_scale_lr_composes_with_a_schedule(tmp_path: Path) -> None:
             reference.step()
             scheduler.step()
         got = [recorder.per_step[step]["head.weight"] for step in range(4)]
-        if order == "scale_last" and got[0] != pytest.approx(expected[0]):
-            pytest.xfail("schedules snapshot base LRs at on_fit_start until the LR coordinator lands")
         assert got == pytest.approx(expected, rel=1e-12), order
 
 
@@ -410,3 +408,22 @@ def test_scale_lr_uses_the_global_batch_under_ddp(tmp_path: Path) -> None:
     )
     trainer.fit(LoggedLR("sgd", batch_size=4))
     assert float(trainer.callback_metrics["lr_used"]) == pytest.approx(BASE_LR * 4, rel=1e-6)
+
+
+def test_range_test_keeps_the_layerwise_ratios(tmp_path: Path) -> None:
+    from lightning_tuning import LRRangeTest
+
+    class TwoArgs(FineTuner):  # the range test calls training_step(batch, batch_idx)
+        def training_step(self, batch: Any, batch_idx: int = 0) -> torch.Tensor:
+            return super().training_step(batch)
+
+    recorder = StepLRs()
+    range_test = LRRangeTest(min_lr=1e-5, max_lr=1.0, num_steps=20, skip_start=2, skip_end=2)
+    callbacks = [LayerwiseLR(blocks=["embed", "blocks.*"], layer_decay=0.5), range_test, recorder]
+    trainer_for(tmp_path, callbacks, max_steps=2).fit(TwoArgs())
+    assert recorder.per_step
+    lrs = recorder.per_step[0]
+    head = lrs["head.weight"]
+    assert head != pytest.approx(BASE_LR)  # the range test's suggestion replaced the base LR
+    for name, lr in lrs.items():
+        assert lr / head == pytest.approx(llrd_scale(name, 0.5), rel=1e-12), name
