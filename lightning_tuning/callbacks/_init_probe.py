@@ -81,7 +81,7 @@ def require_probe_input(
         MisconfigurationException: When there is neither, saying what to give.
     """
     batch = first_train_batch(trainer, pl_module, device)
-    example = pl_module.example_input_array
+    example = noise_if_constant(pl_module.example_input_array)
     if batch is None and example is None:
         raise MisconfigurationException(
             f"{who} needs {need}, but `trainer.fit` got no training dataloader (no `train_dataloaders`, no"
@@ -93,6 +93,16 @@ def require_probe_input(
             move_data_to_device(example, device) if device is not None else trainer.strategy.batch_to_device(example)
         )
     return batch, example
+
+
+def noise_if_constant(example: Any) -> Any:
+    """A constant floating ``example_input_array`` (a GAN's ``zeros(2, latent_dim)``) as N(0, 1) noise of its shape
+    (seed 0): statistics measured on a constant input are all zero, and LSUV divides by them."""
+    if isinstance(example, torch.Tensor) and example.is_floating_point() and example.numel() > 1:
+        if float(example.float().std()) == 0.0:
+            generator = torch.Generator().manual_seed(0)
+            return torch.randn(example.shape, generator=generator, dtype=example.dtype).to(example.device)
+    return example
 
 
 def _call(pl_module: nn.Module, value: Any, how: str) -> Callable[[], Any]:
@@ -295,7 +305,10 @@ def run_probe(
         break
     if probe is None:
         probe = Probe(TraceResult(untraced=[n for n in layers]), None, tried=tried)
-    missing = [n for n in probe.trace.untraced]
+    # layers inside a module forward did run (MultiheadAttention.out_proj) are used by it directly: training_step
+    # would not reach them either
+    ran = set(probe.trace.order)
+    missing = [n for n in probe.trace.untraced if not any(a in ran for a in _ancestors(n))]
     automatic = getattr(pl_module, "automatic_optimization", True)
     if missing and automatic and batch is not None and is_overridden("training_step", pl_module):
         run_step = training_step_runner(pl_module, batch)
@@ -306,8 +319,12 @@ def run_probe(
         else:
             merged = step_trace
             for name in probe.trace.order:  # what forward saw is kept; training_step adds what it alone reached
-                merged.activation[name] = probe.trace.activation[name]
-                merged.input_activation[name] = probe.trace.input_activation[name]
+                for mine, theirs in (
+                    (merged.activation, probe.trace.activation),
+                    (merged.input_activation, probe.trace.input_activation),
+                ):
+                    if name in theirs:
+                        mine[name] = theirs[name]
                 if name not in merged.order:
                     merged.order.append(name)
             merged.untraced = [n for n in layers if n not in merged.order]
@@ -320,6 +337,11 @@ def run_probe(
                 example_used=probe.example_used,
             )
     return probe
+
+
+def _ancestors(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def is_resuming(trainer: pl.Trainer) -> bool:

@@ -35,7 +35,7 @@ def measure(pl_module: pl.LightningModule, batch: Any | None, example: Any | Non
                 f"The init report needs a traced call of the module's `forward`, but none worked. {probe.describe_failure()}"
             )
         layers = probe.trace.order + probe.trace.untraced
-        return layer_statistics(pl_module, layers, probe.trace.activation, probe.loss)
+        return layer_statistics(pl_module, layers, probe.trace.activation, probe.loss, set(probe.trace.untraced))
 
 
 def publish(trainer: pl.Trainer, stats: list[LayerStats], title: str, notes: Mapping[str, str] | None = None) -> None:

@@ -24,6 +24,7 @@ from lightning_tuning.callbacks._init_probe import (
     Probe,
     first_train_batch,
     is_resuming,
+    noise_if_constant,
     probe_guard,
     refuse_unsupported_strategy,
     run_probe,
@@ -151,7 +152,7 @@ class LSUVInit(Callback):
                 " `train_dataloaders`, DataModule `train_dataloader()` or LightningModule `train_dataloader()`)."
                 " Pass training data to `fit`, or use WeightInit instead."
             )
-        example = _noise_if_constant(pl_module.example_input_array)
+        example = noise_if_constant(pl_module.example_input_array)
         if example is not None:
             example = trainer.strategy.batch_to_device(example)
         layers = self._select(pl_module)
@@ -269,16 +270,6 @@ class LSUVInit(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.initialized = bool(state_dict.get("initialized", False))
         self.final_std = dict(state_dict.get("final_std", {}))
-
-
-def _noise_if_constant(example: Any) -> Any:
-    """A constant floating ``example_input_array`` (a GAN's ``zeros(2, latent_dim)``) as N(0, 1) noise of its shape:
-    LSUV divides by output stds, which a constant input makes zero."""
-    if isinstance(example, torch.Tensor) and example.is_floating_point() and example.numel() > 1:
-        if float(example.float().std()) == 0.0:
-            generator = torch.Generator().manual_seed(0)
-            return torch.randn(example.shape, generator=generator, dtype=example.dtype)
-    return example
 
 
 def _weight_of(module: nn.Module) -> torch.Tensor | None:

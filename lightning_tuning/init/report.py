@@ -7,7 +7,7 @@ pass and returns a scalar loss. The caller is responsible for RNG, train/eval mo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,8 +62,11 @@ def layer_statistics(
     layers: Sequence[str],
     activations: Mapping[str, Activation],
     run_loss: Callable[[], torch.Tensor | None],
+    untraced: Collection[str] = (),
 ) -> list[LayerStats]:
     """Measure every layer in ``layers`` with one forward and one backward of ``run_loss()``.
+
+    Layers in ``untraced`` (never reached by the traced call) are labelled so; their output statistics are NaN.
 
     Gradients are computed with ``torch.autograd.grad`` so no ``.grad`` is written and nothing is left to zero.
     """
@@ -130,7 +133,7 @@ def layer_statistics(
             LayerStats(
                 layer=name,
                 kind=type(module).__name__,
-                activation=repr(act) if act is not None else "untraced",
+                activation=repr(act) if act is not None else "untraced" if name in untraced else "-",
                 weight_std=weight.detach().float().std().item()
                 if weight is not None and weight.numel() > 1
                 else math.nan,
