@@ -24,6 +24,15 @@ from tests._init_models import FullAutoEncoder, LitAutoEncoder, MiniGPT, TinyGAN
 CONFIGS = Path(__file__).parents[1] / "configs" / "init"
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are small: one intra-op thread avoids oversubscribing a shared CPU (seconds, not minutes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _callbacks(config: str) -> list[Callback]:
     """The callbacks of a shipped init config, built from the YAML exactly as written."""
     raw = yaml.safe_load((CONFIGS / config).read_text())
