@@ -110,7 +110,7 @@ def test_gan_weight_norm_config_trains_with_both_optimizers(tmp_path):
 
     class Check(Callback):
         def on_train_start(self, trainer, pl_module):
-            opt_g, opt_d = trainer.optimizers
+            _opt_g, opt_d = trainer.optimizers
             ids_d = {id(p) for g in opt_d.param_groups for p in g["params"]}
             plist = pl_module.discriminator[0].parametrizations.weight
             seen["d_has_g_v"] = {id(plist.original0), id(plist.original1)} <= ids_d
@@ -126,8 +126,10 @@ def test_forward_that_cannot_take_the_batch_says_what_was_tried(tmp_path):
     with pytest.raises(MisconfigurationException) as err:
         _fit(tmp_path, model, [WeightInit(rules=[{"modules": ["linear"], "weight": "zeros"}], exclude_output=True)])
     message = str(err.value)
-    assert "forward(batch[0])" in message and "forward(*batch) with 2 arguments" in message
-    assert "forward(batch[0].flatten(1))" in message and "example_input_array" in message
+    assert "forward(batch[0])" in message
+    assert "forward(*batch) with 2 arguments" in message
+    assert "forward(batch[0].flatten(1))" in message
+    assert "example_input_array" in message
     # `auto` gains alone do not need forward: they fall back to the structure, with a warning saying what was tried
     with pytest.warns(UserWarning, match="could not call the module's `forward`"):
         w, _ = _fit(tmp_path, TinyGAN(example=False), [WeightInit(rules=_he_rules(), seed=0)])
@@ -274,7 +276,8 @@ def test_weight_norm_resume_with_ckpt_path_restores_g_and_v_exactly(tmp_path):
     assert not any("parametrizations" in k for k in state["state_dict"])
     resumed, resumed_opt = run(ckpt=tmp_path / "wn.ckpt")
     v = "encoder.0.parametrizations.weight.original1"
-    assert v in saved and not torch.allclose(saved[v].norm(dim=1), saved["encoder.0.parametrizations.weight.original0"])
+    assert v in saved
+    assert not torch.allclose(saved[v].norm(dim=1), saved["encoder.0.parametrizations.weight.original0"])
     for key in saved:
         assert torch.equal(saved[key], resumed[key]), key
     for index, param_state in saved_opt["state"].items():
@@ -320,7 +323,8 @@ def test_report_names_attention_rows_and_root_parameters():
     batch = next(iter(DataLoader(token_data(), batch_size=4)))
     stats = measure(model, batch, None)
     rows = {s.layer: s for s in stats}
-    assert "pos_emb" in rows and not math.isnan(rows["pos_emb"].weight_std)
+    assert "pos_emb" in rows
+    assert not math.isnan(rows["pos_emb"].weight_std)
     assert not math.isnan(rows["attn"].act_std)  # MultiheadAttention's (output, weights) tuple
     table = format_table(stats)
     assert "nan" not in table
@@ -360,7 +364,10 @@ def test_probe_restores_modes_and_buffers():
     stats = model.generator[1].running_mean.clone()
     with probe_guard(model):
         probe = run_probe(model, None, torch.randn(4, 16))
-    assert probe.forward is not None and probe.forward[0] == "forward(example_input_array)"
-    assert model.generator[1].training and not model.generator[0].training and not model.training
+    assert probe.forward is not None
+    assert probe.forward[0] == "forward(example_input_array)"
+    assert model.generator[1].training
+    assert not model.generator[0].training
+    assert not model.training
     assert torch.equal(model.generator[1].running_mean, stats)
     assert isinstance(model.generator[1], nn.BatchNorm1d)

@@ -1,7 +1,6 @@
-"""The side-effect-free probe the init callbacks look at the model with: one traced ``forward`` on a real batch.
+"""The side-effect-free probe the init callbacks look at the model with: one traced ``forward`` on a batch.
 
-The probe calls the module's ``forward`` (``pl_module(...)``), never ``training_step`` for it: ``training_step`` may take
-``(batch)`` or ``(batch, batch_idx)``, may run ``manual_backward`` and ``opt.step()`` under manual optimization, and
+The probe calls the module's ``forward`` (``pl_module(...)``), not ``training_step``: ``training_step`` may take ``(batch)`` or ``(batch, batch_idx)``, may run ``manual_backward`` and ``opt.step()`` under manual optimization, and
 logs. What ``forward`` is given is found by trying, in order, the obvious ways a batch feeds it (see
 :func:`forward_candidates`), then the module's ``example_input_array``; the first call that runs wins. Only when
 ``forward`` leaves layers out (an autoencoder whose ``forward`` is the encoder, a loss head) *and* the module uses
@@ -98,10 +97,15 @@ def require_probe_input(
 def noise_if_constant(example: Any) -> Any:
     """A constant floating ``example_input_array`` (a GAN's ``zeros(2, latent_dim)``) as N(0, 1) noise of its shape
     (seed 0): statistics measured on a constant input are all zero, and LSUV divides by them."""
-    if isinstance(example, torch.Tensor) and example.is_floating_point() and example.numel() > 1:
-        if float(example.float().std()) == 0.0:
-            generator = torch.Generator().manual_seed(0)
-            return torch.randn(example.shape, generator=generator, dtype=example.dtype).to(example.device)
+    constant = (
+        isinstance(example, torch.Tensor)
+        and example.is_floating_point()
+        and example.numel() > 1
+        and float(example.float().std()) == 0.0
+    )
+    if constant:
+        generator = torch.Generator().manual_seed(0)
+        return torch.randn(example.shape, generator=generator, dtype=example.dtype).to(example.device)
     return example
 
 
@@ -304,7 +308,7 @@ def run_probe(
         probe.example_used = description == "forward(example_input_array)"
         break
     if probe is None:
-        probe = Probe(TraceResult(untraced=[n for n in layers]), None, tried=tried)
+        probe = Probe(TraceResult(untraced=list(layers)), None, tried=tried)
     # layers inside a module forward did run (MultiheadAttention.out_proj) are used by it directly: training_step
     # would not reach them either
     ran = set(probe.trace.order)

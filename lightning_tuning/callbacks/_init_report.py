@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -32,7 +31,8 @@ def measure(pl_module: pl.LightningModule, batch: Any | None, example: Any | Non
         probe = run_probe(pl_module, batch, example)
         if probe.forward is None and probe.training_step is None:
             raise MisconfigurationException(
-                f"The init report needs a traced call of the module's `forward`, but none worked. {probe.describe_failure()}"
+                "The init report needs a traced call of the module's `forward`, but none worked."
+                f" {probe.describe_failure()}"
             )
         layers = probe.trace.order + probe.trace.untraced
         return layer_statistics(pl_module, layers, probe.trace.activation, probe.loss, set(probe.trace.untraced))

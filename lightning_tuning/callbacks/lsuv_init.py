@@ -160,7 +160,8 @@ class LSUVInit(Callback):
             probe = run_probe(pl_module, batch, example)
         if not probe.trace.order:
             raise MisconfigurationException(
-                f"LSUVInit could not call the module's `forward` on the first training batch. {probe.describe_failure()}"
+                "LSUVInit could not call the module's `forward` on the first training batch."
+                f" {probe.describe_failure()}"
             )
         if self.exclude_output:
             self.output_layers = list(probe.trace.output_layers)
@@ -168,8 +169,9 @@ class LSUVInit(Callback):
             rank_zero_info(f"LSUVInit: output layer(s) left alone: {', '.join(self.output_layers)}.")
         missed = [n for n in layers if probe.runner_for(n) is None]
         if missed:
+            how = probe.forward[0] if probe.forward else "forward"
             rank_zero_warn(
-                f"LSUVInit: {len(missed)} layer(s) are not reached by `{probe.forward[0] if probe.forward else 'forward'}`"
+                f"LSUVInit: {len(missed)} layer(s) are not reached by `{how}`"
                 f" and are left as they are (not pre-initialised, not rescaled): {', '.join(missed)}."
             )
         layers = [n for n in probe.trace.order if n in set(layers) - set(missed)]

@@ -228,7 +228,8 @@ class WeightInit(Callback):
                 if not traced:
                     rank_zero_warn(
                         "WeightInit: could not call the module's `forward` to find the activations for `auto` gains;"
-                        f" using the model's structure or each layer's own default init instead. {probe.describe_failure()}"
+                        " using the model's structure or each layer's own default init instead."
+                        f" {probe.describe_failure()}"
                     )
                 inputs = {k: v for k, v in probe.trace.input_activation.items() if k in probe.trace.order}
                 pending = [e.module for e in entries if e.module not in inputs]

@@ -256,11 +256,11 @@ class WeightNorm(Callback):
 
 def normalise(module: nn.Module, dim: int | None = 0) -> None:
     """``weight_norm`` on ``module.weight``, with ``state_dict`` hooks that show and accept the plain ``weight``."""
-    weight_norm(module, name="weight", dim=dim)
+    weight_norm(module, name="weight", dim=dim if dim is not None else -1)  # torch reads None as -1 too
     if not hasattr(module, "_lt_weight_norm_dim"):
         module.register_state_dict_post_hook(_plain_weight_in_state_dict)
         module.register_load_state_dict_pre_hook(_split_plain_weight_on_load)
-        module._lt_weight_norm_dim = dim  # marks the hooks as installed
+        setattr(module, "_lt_weight_norm_dim", dim)  # marks the hooks as installed  # noqa: B010
 
 
 def _plain_weight_in_state_dict(module: nn.Module, state_dict: dict[str, Any], prefix: str, _meta: Any) -> None:

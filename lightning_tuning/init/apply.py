@@ -63,7 +63,7 @@ def _reset_with_seed(module: nn.Module, module_name: str, params: list[str], see
     devices = [torch.device("cuda", torch.cuda.current_device())] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(generator_for(seed, module_name).initial_seed())
-        module.reset_parameters()
+        getattr(module, "reset_parameters")()  # noqa: B009
     for name, value in others.items():
         write_tensor(module, name, value)
 

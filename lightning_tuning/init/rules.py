@@ -148,7 +148,7 @@ def module_param_names(module: nn.Module) -> list[str]:
     """The module's own parameter names, with a parametrised tensor listed under its plain name (``weight``)."""
     names = [name for name, _ in module.named_parameters(recurse=False)]
     if parametrize.is_parametrized(module):
-        names.extend(module.parametrizations.keys())
+        names.extend(getattr(module, "parametrizations").keys())  # noqa: B009
     return names
 
 
@@ -163,7 +163,7 @@ def initialisable_modules(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
 
 def param_requires_grad(module: nn.Module, param_name: str) -> bool:
     if parametrize.is_parametrized(module, param_name):
-        return any(p.requires_grad for p in module.parametrizations[param_name].parameters())
+        return any(p.requires_grad for p in getattr(module, "parametrizations")[param_name].parameters())  # noqa: B009
     return getattr(module, param_name).requires_grad
 
 

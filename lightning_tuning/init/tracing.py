@@ -148,7 +148,7 @@ def _output_layers(result: Any, node_layer: dict[Any, str]) -> list[str]:
         if layer is not None:
             found.add(layer)
             continue
-        stack.extend(next_node for next_node, _ in node.next_functions)
+        stack.extend(next_node for next_node, _ in node.next_functions if next_node is not None)
     return sorted(found)
 
 
@@ -243,7 +243,11 @@ def _module_activation(module: nn.Module) -> Activation | None:
             return Activation(name)
         if name == "relu6":  # ReLU6 is a Hardtanh subclass: check it before its base
             return Activation(name, None, F.relu6)
-        return Activation(name, None, lambda x, m=module: m(x.clone()))
+
+        def apply(x: torch.Tensor, m: nn.Module = module) -> torch.Tensor:
+            return m(x.clone())
+
+        return Activation(name, None, apply)
     return None
 
 
