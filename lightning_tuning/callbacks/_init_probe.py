@@ -1,6 +1,7 @@
 """The side-effect-free probe the init callbacks look at the model with: one traced ``forward`` on a batch.
 
-The probe calls the module's ``forward`` (``pl_module(...)``), not ``training_step``: ``training_step`` may take ``(batch)`` or ``(batch, batch_idx)``, may run ``manual_backward`` and ``opt.step()`` under manual optimization, and
+The probe calls the module's ``forward`` (``pl_module(...)``), not ``training_step``: ``training_step`` may take
+``(batch)`` or ``(batch, batch_idx)``, may run ``manual_backward`` and ``opt.step()`` under manual optimization, and
 logs. What ``forward`` is given is found by trying, in order, the obvious ways a batch feeds it (see
 :func:`forward_candidates`), then the module's ``example_input_array``; the first call that runs wins. Only when
 ``forward`` leaves layers out (an autoencoder whose ``forward`` is the encoder, a loss head) *and* the module uses
