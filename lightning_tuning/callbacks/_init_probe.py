@@ -359,6 +359,29 @@ def shared_seed(trainer: pl.Trainer, seed: int | None) -> int:
     return seed if seed is not None else trainer.strategy.broadcast(torch.initial_seed() % (1 << 63), 0)
 
 
+def is_fsdp(trainer: pl.Trainer) -> bool:
+    """Whether the model is sharded by FSDP (its parameters are flat shards outside forward)."""
+    return any("FSDP" in klass.__name__ for klass in type(trainer.strategy).__mro__)
+
+
+@contextlib.contextmanager
+def materialised(trainer: pl.Trainer) -> Iterator[None]:
+    """Full, unsharded parameters for the duration (written back to every rank's shard on exit) under FSDP; nothing
+    to do under other strategies. Every rank draws the same values (per-parameter generators), so the shards agree
+    with a single-process init."""
+    if not is_fsdp(trainer):
+        yield
+        return
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    wrapped = trainer.strategy.model
+    if not isinstance(wrapped, FullyShardedDataParallel):
+        yield
+        return
+    with FullyShardedDataParallel.summon_full_params(wrapped, writeback=True, with_grads=False):
+        yield
+
+
 def refuse_unsupported_strategy(trainer: pl.Trainer, who: str) -> None:
     """DeepSpeed partitions and re-initialises parameters itself; refuse before anything is written.
 

@@ -23,6 +23,7 @@ from typing_extensions import override
 from lightning_tuning.callbacks._init_probe import (
     Probe,
     first_train_batch,
+    is_fsdp,
     is_resuming,
     noise_if_constant,
     probe_guard,
@@ -33,7 +34,7 @@ from lightning_tuning.callbacks._init_probe import (
 from lightning_tuning.callbacks._init_report import check_thresholds, report_and_check
 from lightning_tuning.callbacks.weight_init import verify_same_on_all_ranks
 from lightning_tuning.init.apply import apply_plan, effective_tensor, write_tensor
-from lightning_tuning.init.rules import InitRule, build_plan, describe_modules
+from lightning_tuning.init.rules import InitRule, build_plan, describe_modules, module_table
 
 
 class _StopForward(Exception):
@@ -145,6 +146,11 @@ class LSUVInit(Callback):
             rank_zero_info("LSUVInit: resuming or already initialised; keeping the current weights.")
             return
         refuse_unsupported_strategy(trainer, "LSUVInit")
+        if is_fsdp(trainer):
+            raise MisconfigurationException(
+                "LSUVInit does not support FSDP: it rescales layer by layer between forward passes of the sharded"
+                " model. Run it once under DDP (or on one device) and load the weights, or use WeightInit."
+            )
         batch = first_train_batch(trainer, pl_module)
         if batch is None:
             raise MisconfigurationException(
@@ -200,7 +206,7 @@ class LSUVInit(Callback):
         selector = InitRule(modules=tuple(self.modules), name=tuple(self.name), weight="keep")
         layers = [
             n
-            for n, m in pl_module.named_modules()
+            for n, m in module_table(pl_module).items()
             if ".parametrizations." not in f".{n}."
             and selector.matches_module(n, m)
             and not any(fnmatch.fnmatchcase(n, p) for p in self.exclude)
@@ -216,7 +222,7 @@ class LSUVInit(Callback):
     def _rescale(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, probe: Probe, layers: list[str]
     ) -> dict[str, float]:
-        modules = dict(pl_module.named_modules())
+        modules = module_table(pl_module)
         final: dict[str, float] = {}
         with probe_guard(pl_module), torch.no_grad():
             pl_module.train()

@@ -20,6 +20,7 @@ from typing_extensions import override
 from lightning_tuning.callbacks._init_probe import (
     Probe,
     is_resuming,
+    materialised,
     probe_guard,
     refuse_unsupported_strategy,
     require_probe_input,
@@ -241,14 +242,15 @@ class WeightInit(Callback):
                     lines = "\n  ".join(f"{name}: {note}" for name, note in self.notes.items())
                     rank_zero_warn(f"WeightInit: `auto` gain not from the traced forward for:\n  {lines}")
         seed = shared_seed(trainer, self.seed)
-        try:
-            apply_plan(pl_module, entries, seed, activations)
-        except InitHadNoEffectError as err:
-            raise MisconfigurationException(f"WeightInit: {err}") from None
-        except ValueError as err:
-            raise MisconfigurationException(f"WeightInit: {err}") from None
-        if self.verify_ranks:
-            verify_same_on_all_ranks(trainer, pl_module, "WeightInit")
+        with materialised(trainer):  # FSDP: full parameters, written back to each rank's shard
+            try:
+                apply_plan(pl_module, entries, seed, activations)
+            except InitHadNoEffectError as err:
+                raise MisconfigurationException(f"WeightInit: {err}") from None
+            except ValueError as err:
+                raise MisconfigurationException(f"WeightInit: {err}") from None
+            if self.verify_ranks:
+                verify_same_on_all_ranks(trainer, pl_module, "WeightInit")
         self.initialized = True
         self.seed_used = int(seed)
         self.plan = [entry.to_dict() for entry in entries]

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from lightning_tuning.init.gain import Activation
-from lightning_tuning.init.rules import PlanEntry
+from lightning_tuning.init.rules import PlanEntry, module_table
 from lightning_tuning.init.schemes import sample
 from lightning_tuning.init.seeding import generator_for
 
@@ -115,7 +115,7 @@ def apply_plan(
         InitHadNoEffectError: If a written tensor is not what the module then computes with.
         ValueError: For a scheme that cannot apply to that tensor (e.g. a fan-based scheme on a bias).
     """
-    modules = dict(model.named_modules())
+    modules = module_table(model)
     activations = activations or {}
     defaults: dict[str, list[str]] = {}
     for entry in entries:

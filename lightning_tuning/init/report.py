@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lightning_tuning.init.gain import Activation
-from lightning_tuning.init.rules import module_param_names
+from lightning_tuning.init.rules import module_param_names, module_table
 
 _DEAD_CAPABLE = ("relu", "relu6")
 
@@ -70,7 +70,7 @@ def layer_statistics(
 
     Gradients are computed with ``torch.autograd.grad`` so no ``.grad`` is written and nothing is left to zero.
     """
-    modules = dict(model.named_modules())
+    modules = module_table(model)
     outputs: dict[str, torch.Tensor] = {}
     handles = []
 

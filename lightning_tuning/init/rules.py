@@ -152,9 +152,28 @@ def module_param_names(module: nn.Module) -> list[str]:
     return names
 
 
+#: Path parts that wrappers insert into qualified names (FSDP, activation checkpointing, torch.compile).
+WRAPPER_PARTS = ("_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod")
+
+
+def canonical_name(name: str) -> str:
+    """A qualified module name without wrapper parts: what the same module is called in the unwrapped model."""
+    return ".".join(part for part in name.split(".") if part not in WRAPPER_PARTS)
+
+
+def _is_wrapper(module: nn.Module) -> bool:
+    return type(module).__name__ in ("FullyShardedDataParallel", "CheckpointWrapper", "OptimizedModule")
+
+
+def module_table(model: nn.Module) -> dict[str, nn.Module]:
+    """``dict(model.named_modules())`` keyed by canonical names (an FSDP-wrapped ``body`` is ``body``, the wrapped
+    module itself, not its wrapper), so names, rules and per-parameter seeds match the unwrapped model."""
+    return {canonical_name(name): module for name, module in model.named_modules() if not _is_wrapper(module)}
+
+
 def initialisable_modules(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
-    """Modules that own parameters, skipping the internal modules of torch parametrizations."""
-    for name, module in model.named_modules():
+    """Modules that own parameters (canonical names), skipping wrappers and torch parametrizations' internals."""
+    for name, module in module_table(model).items():
         if ".parametrizations." in f".{name}.":  # g and v of a weight-normalised layer belong to its parent
             continue
         if module_param_names(module):
@@ -267,7 +286,7 @@ def resolve_auto(
         The entries (``auto`` entries of layers with no activation replaced by :func:`documented_default`), the
         activation per layer, and layer → a note saying where its ``auto`` gain came from when not from the trace.
     """
-    modules = dict(model.named_modules())
+    modules = module_table(model)
     activations: dict[str, Any] = dict(traced)
     notes: dict[str, str] = {}
     out: list[PlanEntry] = []

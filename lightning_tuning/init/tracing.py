@@ -28,6 +28,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from lightning_tuning.init.gain import LINEAR, Activation
+from lightning_tuning.init.rules import module_table
 
 
 def _activation_table() -> dict[Any, str]:
@@ -165,7 +166,7 @@ def trace_activations(model: nn.Module, layers: Iterable[str], run_forward: Call
         run_forward: Runs a forward pass of ``model`` (and maybe a loss); its result is where the output layers are
             searched from.
     """
-    modules = dict(model.named_modules())
+    modules = module_table(model)
     layers = [name for name in layers if name]
     recorder = _Recorder()
     handles = []
@@ -259,7 +260,7 @@ def structural_input_activations(model: nn.Module, layers: Iterable[str]) -> dic
     ``linear`` when it is the first layer of a ``Sequential`` that is a direct child of ``model`` (it reads the data
     given to that submodule). Layers with nothing certain before them are left out.
     """
-    modules = dict(model.named_modules())
+    modules = module_table(model)
     wanted = set(layers)
     found: dict[str, Activation] = {}
     for seq_name, seq in modules.items():
