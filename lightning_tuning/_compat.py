@@ -35,3 +35,8 @@ def exit_fit_cleanly() -> NoReturn:
     from lightning.pytorch.utilities.exceptions import _TunerExitException
 
     raise _TunerExitException
+
+
+def has_validation_data(trainer: pl.Trainer) -> bool:
+    """Whether the fit has a source of validation data (a ``val_dataloader`` hook or dataloaders given to ``fit``)."""
+    return bool(trainer.fit_loop.epoch_loop.val_loop._data_source.is_defined())

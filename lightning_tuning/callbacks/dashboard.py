@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
+from lightning_tuning.callbacks._coordinator import base_lr
 from lightning_tuning.callbacks._schedule import schedule_callbacks
 
 DEFAULT_METRICS = ("val_loss", "val_acc", "test_loss", "test_acc", "val_perplexity", "test_perplexity")
@@ -173,14 +174,14 @@ class TuningDashboard(Callback):
         if trainer.optimizers:
             group = trainer.optimizers[0].param_groups[0]
             params["Optimizer"] = type(trainer.optimizers[0]).__name__
-            params["LR"] = group.get("initial_lr", group["lr"])
+            params["LR"] = base_lr(group)
         params["Schedule"] = " + ".join(schedules) or "constant"
         params["Init"] = " + ".join(inits) or "module default"
         for index, optimizer in enumerate(trainer.optimizers):
             prefix = "optimizer" if len(trainer.optimizers) == 1 else f"optimizer{index}"
             group = optimizer.param_groups[0]
             params[f"{prefix}/name"] = type(optimizer).__name__
-            params[f"{prefix}/lr"] = group.get("initial_lr", group["lr"])
+            params[f"{prefix}/lr"] = base_lr(group)
             for key in ("momentum", "nesterov", "weight_decay", "betas", "alpha", "eps"):
                 if key in group:
                     params[f"{prefix}/{key}"] = group[key]
