@@ -371,3 +371,29 @@ def test_probe_restores_modes_and_buffers():
     assert not model.training
     assert torch.equal(model.generator[1].running_mean, stats)
     assert isinstance(model.generator[1], nn.BatchNorm1d)
+
+
+def test_report_figure_and_table_go_to_tensorboard(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    model = FullAutoEncoder()
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    trainer = Trainer(
+        default_root_dir=tmp_path, max_steps=2, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", devices=1,
+        callbacks=[WeightInit(rules=_he_rules(), seed=0, report=True, report_every_n_steps=2)],
+    )  # fmt: skip
+    snap = _Snapshot()
+    trainer.callbacks.append(snap)
+    trainer.fit(model)
+    acc = ea.EventAccumulator(logger.log_dir, size_guidance={ea.IMAGES: 0, ea.TENSORS: 0}).Reload()
+    images = acc.Images("init/layers")
+    assert [image.step for image in images] == [0, 2]
+    assert images[0].width > 400
+    assert images[0].height > 300
+    (text,) = [t for t in acc.Tensors("init/table/text_summary") if t.step == 0]
+    table = text.tensor_proto.string_val[0].decode()
+    # the weight std in the table is the one of the weights the run started from, computed here
+    expected = snap.weights["decoder.0.weight"].std().item()
+    assert f"| decoder.0 | Linear | relu | {expected:.3g} |" in table

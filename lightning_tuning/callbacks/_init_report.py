@@ -49,6 +49,32 @@ def publish(trainer: pl.Trainer, stats: list[LayerStats], title: str, notes: Map
                 metrics[f"init/{s.layer}/{key}"] = value
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=trainer.global_step)
+    publish_pictures(trainer, stats, title)
+
+
+def publish_pictures(trainer: pl.Trainer, stats: list[LayerStats], title: str) -> None:
+    """To every TensorBoard logger: the per-layer figure (``init/layers``, an image; needs matplotlib) and the table
+    (``init/table``, Markdown in the Text tab), at the current global step. Without matplotlib only the table is
+    written, and the log says how to get the figure."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    writers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+    if not writers or not trainer.is_global_zero:
+        return
+    from lightning_tuning.plotting import MatplotlibMissing, render_rgb
+    from lightning_tuning.plotting.init_report import init_report_figure, init_report_markdown
+
+    step = trainer.global_step
+    try:
+        pixels = render_rgb(init_report_figure(stats, f"{title} (step {step})"))
+    except MatplotlibMissing as err:
+        rank_zero_info(f"{title}: the per-layer figure is skipped. {err}")
+        pixels = None
+    table = init_report_markdown(stats)
+    for logger in writers:
+        logger.experiment.add_text("init/table", table, step)
+        if pixels is not None:
+            logger.experiment.add_image("init/layers", pixels, step, dataformats="HWC")
 
 
 def check_thresholds(vanish_below: float | None, explode_above: float | None, who: str) -> None:
