@@ -190,7 +190,7 @@ def _torch_planned(
                         and done % steps_per_epoch == 0
                         and (done // steps_per_epoch) % config.frequency == 0
                     ):
-                        config.scheduler.step()
+                        config.scheduler.step()  # type: ignore[call-arg]  # ReduceLROnPlateau is excluded above
     except Exception:  # a scheduler that cannot run ahead (e.g. OneCycleLR past its total_steps): plan what we have
         if not lrs[0]:
             return None
