@@ -93,7 +93,9 @@ class RingGAN(LightningModule):
 
     def training_step(self, batch: list[torch.Tensor]) -> None:
         (real,) = batch
-        g_opt, d_opt = self.optimizers()  # type: ignore[misc]
+        optimizers = self.optimizers()
+        assert isinstance(optimizers, list), "configure_optimizers returns two optimizers"
+        g_opt, d_opt = optimizers
         loss = nn.functional.binary_cross_entropy_with_logits
         ones = torch.ones(len(real), 1, device=self.device)
         zeros = torch.zeros(len(real), 1, device=self.device)
