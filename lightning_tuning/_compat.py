@@ -56,3 +56,8 @@ def logger_version(logger: Any) -> Any:
 def set_logger_version(logger: Any, version: int | str) -> None:
     """Pin the version (sub-folder) a logger writes to before it creates its experiment (resume into the same run)."""
     logger._version = version
+
+
+def has_validation_data(trainer: pl.Trainer) -> bool:
+    """Whether the fit has a source of validation data (a ``val_dataloader`` hook or dataloaders given to ``fit``)."""
+    return bool(trainer.fit_loop.epoch_loop.val_loop._data_source.is_defined())

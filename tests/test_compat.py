@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
+from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel, RandomDataset
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader
 
 from lightning_tuning import _compat
 from tests.lr_helpers import quiet_trainer
@@ -62,6 +64,34 @@ def test_train_data_source_is_the_datamodule_or_the_module(tmp_path: Path) -> No
         source = probe.sources[0]
         assert source.instance is (datamodule if with_datamodule else model)
         assert source.name == "train_dataloader"
+
+
+def test_has_validation_data(tmp_path: Path) -> None:
+    class TrainOnly(LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(32, 2)
+
+        def training_step(self, batch: torch.Tensor) -> torch.Tensor:
+            return self.layer(batch).sum()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(RandomDataset(32, 8), batch_size=4)
+
+    answers: list[bool] = []
+
+    class Ask(Callback):
+        def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+            answers.append(_compat.has_validation_data(trainer))
+
+    for model, dataloaders in ((BoringModel(), None), (TrainOnly(), None), (TrainOnly(), "given to fit")):
+        trainer = quiet_trainer(default_root_dir=tmp_path, max_steps=1, callbacks=[Ask()], enable_checkpointing=False)
+        val = DataLoader(RandomDataset(32, 8), batch_size=4) if dataloaders else None
+        trainer.fit(model, val_dataloaders=val)
+    assert answers == [True, False, True]
 
 
 def test_exit_fit_cleanly_ends_fit_without_error_and_runs_teardown(tmp_path: Path) -> None:

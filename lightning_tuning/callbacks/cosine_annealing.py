@@ -11,9 +11,11 @@ from typing import Literal
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from torch.optim import Optimizer
 
+from lightning_tuning.callbacks._coordinator import base_lr
 from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg, check_positive, per_group
-from lightning_tuning.schedules import RunLength, cosine_annealing_lr, cosine_warm_restarts_lr
+from lightning_tuning.schedules import Progress, RunLength, cosine_annealing_lr, cosine_warm_restarts_lr
 from lightning_tuning.schedules.durations import Duration, Interval
 
 
@@ -81,7 +83,7 @@ class CosineAnnealing(LRScheduleCallback):
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
         self._resolve_start(trainer, run, self.start)
-        for index, optimizer in enumerate(trainer.optimizers):
+        for index in range(len(trainer.optimizers)):
             if not self.targets(index):
                 continue
             if self.T_0 is not None:
@@ -102,23 +104,35 @@ class CosineAnnealing(LRScheduleCallback):
                     "the run, or T_max/T_0 is too short. Give a T_max of at least 1."
                 )
             self._lengths[index] = length
-            eta_mins = per_group(self.eta_min, len(optimizer.param_groups), "CosineAnnealing.eta_min")
-            for group, eta_min in zip(optimizer.param_groups, eta_mins, strict=False):
-                if eta_min > group.get("initial_lr", group["lr"]):
-                    raise ValueError(
-                        f"CosineAnnealing.eta_min={eta_min} is above the learning rate {group['lr']} of a param "
-                        f"group of optimizer {index}: the cosine would anneal upwards. Use an eta_min below the LR."
-                    )
-            self._eta_mins[index] = eta_mins
+            if self.T_0 is not None:
+                self._check_within_run(
+                    self._start_units.get(index, 0) + length, run, "T_0", "the first restart would never come"
+                )
+            elif self.T_max is not None:
+                end = self._start_units.get(index, 0) + length
+                self._check_within_run(end - 1, run, "T_max", "the cosine would be cut off before reaching eta_min")
 
-    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
+    def resolve_groups(self, optimizer_index: int, optimizer: Optimizer) -> None:
+        eta_mins = per_group(self.eta_min, len(optimizer.param_groups), "CosineAnnealing.eta_min")
+        for group, eta_min in zip(optimizer.param_groups, eta_mins, strict=False):
+            if eta_min > base_lr(group):
+                raise ValueError(
+                    f"CosineAnnealing.eta_min={eta_min} is above the learning rate {base_lr(group)} of a param "
+                    f"group of optimizer {optimizer_index}: the cosine would anneal upwards. Use an eta_min below "
+                    "the LR."
+                )
+        self._eta_mins[optimizer_index] = eta_mins
+
+    def lint(self, run: RunLength) -> list[str]:
         if self.T_0 is not None or not self._lengths:
-            return []
+            return super().lint(run)
         index, length = next(iter(self._lengths.items()))
-        return self._lint_ends_early(self._start_units.get(index, 0) + length, run, "stays at eta_min")
+        return super().lint(run) + self._lint_ends_early(
+            self._start_units.get(index, 0) + length, run, "stays at eta_min"
+        )
 
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        t = self.progress(trainer, optimizer_index)
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        t = self.units(progress, optimizer_index)
         eta_min = self._eta_mins[optimizer_index][group_index]
         length = self._lengths[optimizer_index]
         if self.T_0 is not None:

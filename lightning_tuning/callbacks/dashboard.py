@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lightning_tuning import _compat
+from lightning_tuning.callbacks._coordinator import base_lr
 from lightning_tuning.callbacks._names import lr_names, momentum_name, unwrap_optimizer
 from lightning_tuning.callbacks._schedule import schedule_callbacks
 
@@ -151,130 +151,26 @@ def _momentum_of(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> flo
     return None
 
 
-def _torch_planned(
-    trainer: pl.Trainer, optimizer_index: int, total: int, steps_per_epoch: int
-) -> tuple[list[list[float]], list[list[float]]] | None:
-    """The LR (and momentum) per param group at every optimizer step under the torch scheduler(s) that
-    ``configure_optimizers`` gave this optimizer, stepped as Lightning steps them; ``None`` if it cannot be planned
-    (``ReduceLROnPlateau``, manual optimization). The optimizer and scheduler states are restored afterwards."""
-    optimizer = trainer.optimizers[optimizer_index]
-    configs = [
-        config
-        for config in trainer.lr_scheduler_configs
-        if unwrap_optimizer(getattr(config.scheduler, "optimizer", None)) is unwrap_optimizer(optimizer)
-    ]
-    if not configs:
-        return None
-    if any(config.reduce_on_plateau for config in configs) or not trainer.lightning_module.automatic_optimization:
-        return None
-    torch_optimizer = unwrap_optimizer(optimizer)
-    saved_groups = [
-        {key: (value.clone() if isinstance(value, torch.Tensor) else value) for key, value in group.items()}
-        for group in torch_optimizer.param_groups
-    ]
-    saved_states = [config.scheduler.state_dict() for config in configs]
-    lrs: list[list[float]] = [[] for _ in torch_optimizer.param_groups]
-    momenta: list[list[float]] = [[] for _ in torch_optimizer.param_groups]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": nothing is trained here
-            for step in range(total):
-                for group_index, group in enumerate(torch_optimizer.param_groups):
-                    lrs[group_index].append(float(group["lr"]))
-                    momentum = _momentum_of(torch_optimizer, group)
-                    momenta[group_index].append(math.nan if momentum is None else momentum)
-                done = step + 1
-                for config in configs:
-                    if (config.interval == "step" and done % config.frequency == 0) or (
-                        config.interval == "epoch"
-                        and done % steps_per_epoch == 0
-                        and (done // steps_per_epoch) % config.frequency == 0
-                    ):
-                        config.scheduler.step()  # type: ignore[call-arg]  # ReduceLROnPlateau is excluded above
-    except Exception:  # a scheduler that cannot run ahead (e.g. OneCycleLR past its total_steps): plan what we have
-        if not lrs[0]:
-            return None
-    finally:
-        for group, saved in zip(torch_optimizer.param_groups, saved_groups, strict=True):
-            for key, value in saved.items():
-                if key == "params":
-                    continue
-                if isinstance(group.get(key), torch.Tensor) and isinstance(value, torch.Tensor):
-                    group[key].copy_(value)
-                else:
-                    group[key] = value
-        for config, state in zip(configs, saved_states, strict=True):
-            config.scheduler.load_state_dict(state)
-    return lrs, momenta
-
-
 def planned_curves(trainer: pl.Trainer) -> dict[str, list[float]]:
-    """The planned LR (and moving momentum) of every optimizer and param group at every optimizer step of the run,
-    keyed by ``LearningRateMonitor`` names.
+    """The planned LR (and cycled momentum) of every optimizer and param group at every optimizer step of the run,
+    keyed by ``LearningRateMonitor`` names (:func:`lightning_tuning.callbacks._planned.planned_curves`); ``{}`` for
+    a module without a real optimizer (Lightning's mock optimizer when ``configure_optimizers`` returns ``None``).
 
-    The pack's schedule callbacks come from the coordinator's simulation; optimizers driven by a torch scheduler from
-    ``configure_optimizers`` are planned by stepping that scheduler ahead (and restoring it); the others are constant.
-    A ``PlateauDecay`` cannot be planned (it reacts to validation results): its reductions are not in the curve.
+    The pack's schedules and torch schedulers from ``configure_optimizers`` are planned; a ``PlateauDecay`` or
+    ``ReduceLROnPlateau`` cannot be (it reacts to validation results): its reductions are not in the curve.
     """
-    names = lr_names(trainer.optimizers)
-    total, steps_per_epoch = _run_steps(trainer)
-    if total is None:
+    if not trainer.optimizers or len(_real_optimizers(trainer)) != len(trainer.optimizers):
         return {}
-    pack = _pack_planned(trainer)
-    curves: dict[str, list[float]] = {}
-    for index, optimizer in _real_optimizers(trainer):
-        torch_plan = _torch_planned(trainer, index, total, steps_per_epoch)
-        for group_index, group in enumerate(optimizer.param_groups):
-            name = names[index][group_index]
-            if torch_plan is not None:
-                lrs, momenta = torch_plan[0][group_index], torch_plan[1][group_index]
-            elif name in pack:
-                lrs, momenta = pack[name], pack.get(momentum_name(name), [])
-            else:
-                lrs, momenta = [float(group["lr"])] * total, []
-            curves[name] = list(lrs)
-            if momenta and len(set(momenta)) > 1 and not any(math.isnan(value) for value in momenta):
-                curves[momentum_name(name)] = list(momenta)
-    return curves
+    from lightning_tuning.callbacks._planned import planned_curves as simulate_curves
+
+    return simulate_curves(trainer)
 
 
-def _run_steps(trainer: pl.Trainer) -> tuple[int | None, int]:
-    total = trainer.estimated_stepping_batches
+def _steps_per_epoch(trainer: pl.Trainer) -> int | None:
     batches = trainer.num_training_batches
-    if total == float("inf") or batches == float("inf") or batches <= 0:
-        return None, 1
-    steps_per_epoch = max(1, -(-int(batches) // max(1, trainer.accumulate_grad_batches)))
-    return int(total), steps_per_epoch
-
-
-def _pack_planned(trainer: pl.Trainer) -> dict[str, list[float]]:
-    """The pack schedules' simulation, keyed by ``LearningRateMonitor`` names."""
-    if not schedule_callbacks(trainer):
-        return {}
-    try:  # the coordinator (issue 11) simulates every schedule purely
-        from lightning_tuning.callbacks._coordinator import planned_curves as coordinator_curves  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return _legacy_planned(trainer)
-    return dict(coordinator_curves(trainer))
-
-
-def _legacy_planned(trainer: pl.Trainer) -> dict[str, list[float]]:
-    """Before the coordinator: the preview's simulation, renamed from ``lr/SGD/pg0`` to ``LearningRateMonitor``'s."""
-    from lightning_tuning.callbacks._schedule import optimizer_names
-    from lightning_tuning.preview import simulate
-
-    columns = simulate(trainer).columns
-    old = optimizer_names(trainer.optimizers)
-    names = lr_names(trainer.optimizers)
-    curves: dict[str, list[float]] = {}
-    for index, optimizer in _real_optimizers(trainer):
-        for group_index in range(len(optimizer.param_groups)):
-            new = names[index][group_index]
-            if f"lr/{old[index]}/pg{group_index}" in columns:
-                curves[new] = columns[f"lr/{old[index]}/pg{group_index}"]
-            if f"momentum/{old[index]}/pg{group_index}" in columns:
-                curves[momentum_name(new)] = columns[f"momentum/{old[index]}/pg{group_index}"]
-    return curves
+    if batches == float("inf") or batches <= 0:
+        return None
+    return max(1, -(-int(batches) // max(1, trainer.accumulate_grad_batches)))
 
 
 # ---- the callback
@@ -319,6 +215,9 @@ class TuningDashboard(Callback):
         >>> from lightning_tuning import TuningDashboard, Warmup
         >>> trainer = Trainer(callbacks=[Warmup(100), TuningDashboard()])
     """
+
+    #: Read by the LR coordinator: with a dashboard in the callbacks the schedules do not log the LR themselves.
+    logs_learning_rates = True
 
     def __init__(self, metrics: list[str] | None = None, preview: bool | None = None, planned: bool = True) -> None:
         if metrics is not None and (
@@ -481,8 +380,7 @@ class TuningDashboard(Callback):
         from lightning_tuning.plotting import render_rgb
         from lightning_tuning.plotting.schedule import schedule_figure
 
-        _, steps_per_epoch = _run_steps(trainer)
-        figure = schedule_figure(curves, steps_per_epoch=steps_per_epoch)
+        figure = schedule_figure(curves, steps_per_epoch=_steps_per_epoch(trainer))
         logger.experiment.add_image("schedule_preview", render_rgb(figure), 0, dataformats="HWC")
 
     # ---- custom scalars layout ---------------------------------------------------------------------------------
@@ -629,7 +527,7 @@ class TuningDashboard(Callback):
         optimizers = _real_optimizers(trainer)
         if optimizers:
             params["Optimizer"] = " + ".join(type(optimizer).__name__ for _, optimizer in optimizers)
-            params["LR"] = _base_lr(optimizers[0][1].param_groups[0])
+            params["LR"] = base_lr(optimizers[0][1].param_groups[0])
         params["Schedule"] = " + ".join(schedules) or (
             " + ".join(type(config.scheduler).__name__ for config in trainer.lr_scheduler_configs) or "constant"
         )
@@ -638,7 +536,7 @@ class TuningDashboard(Callback):
             prefix = "optimizer" if len(optimizers) == 1 else f"optimizer{position}"
             group = optimizer.param_groups[0]
             params[f"{prefix}/name"] = type(optimizer).__name__
-            params[f"{prefix}/lr"] = _base_lr(group)
+            params[f"{prefix}/lr"] = base_lr(group)
             for key in ("momentum", "nesterov", "weight_decay", "betas", "alpha", "eps"):
                 if key in group:
                     params[f"{prefix}/{key}"] = group[key]
@@ -668,11 +566,6 @@ def planned_momentum_names(dashboard: TuningDashboard, trainer: pl.Trainer) -> l
     names = lr_names(trainer.optimizers)
     cycled = dashboard._scheduled_momentum(trainer)
     return [name for index, _ in _real_optimizers(trainer) if index in cycled for name in names[index]]
-
-
-def _base_lr(group: dict[str, Any]) -> float:
-    """The LR a schedule scales (the coordinator's snapshot, torch's ``initial_lr``, else the current LR)."""
-    return float(group.get("lt_base_lr", group.get("initial_lr", group["lr"])))
 
 
 def _is_scalar(value: Any) -> bool:

@@ -24,7 +24,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from lightning_utilities.core.apply_func import apply_to_collection
 from typing_extensions import override
 
-from lightning_tuning.callbacks._schedule import apply_schedules, suspend_schedules
+from lightning_tuning.callbacks._coordinator import base_lr, coordinator_for, set_base_lr, suspend_schedules
 from lightning_tuning.range_test import SUGGESTIONS, smooth, suggest, sweep_lrs
 
 MIN_STEPS = 10
@@ -41,7 +41,7 @@ class LRRangeTest(Callback):
     and it never touches the trainer's loops, so what follows trains exactly as if the test had not run. No
     checkpoint file is written: the snapshot stays in host memory.
 
-    Param groups keep their LR ratios: group ``g`` sweeps ``lr * initial_lr[g] / initial_lr[0]``, and the
+    Param groups keep their LR ratios: group ``g`` sweeps ``lr * base_lr[g] / base_lr[0]``, and the
     suggestion is kept per group in :attr:`suggested_lrs`, which ``OneCycle(max_lr="auto")`` and
     ``CyclicLR(max_lr="auto")`` take. With ``apply="optimizer"`` the suggestion also becomes the optimizer's LR
     (and the base of every schedule). Under DDP the loss is averaged over ranks, so every rank gets the same curve
@@ -160,8 +160,12 @@ class LRRangeTest(Callback):
         if self.apply == "optimizer":
             for group, lr in zip(optimizer.param_groups, self.suggested_lrs[self.optimizer_index], strict=True):
                 group["lr"] = lr
-                group["initial_lr"] = lr
-        apply_schedules(trainer)
+                set_base_lr(group, lr)
+        coordinator = coordinator_for(trainer)
+        if coordinator is not None:
+            # schedules multiply the new base LRs (and an "auto" max_lr takes the suggestion) from the first step on
+            coordinator.begin(trainer)
+            coordinator.write_all()
         # trainer.log_dir is a collective under DDP: every rank asks, rank 0 writes
         directory = Path(trainer.log_dir or trainer.default_root_dir)
         if trainer.is_global_zero:
@@ -176,14 +180,14 @@ class LRRangeTest(Callback):
         saved_scaler = copy.deepcopy(scaler.state_dict()) if scaler is not None else None
         saved_rng = _rng_states()
         was_training = pl_module.training
-        bases = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+        bases = [base_lr(group) for group in optimizer.param_groups]
         ratios = [base / bases[0] for base in bases]
         try:
             # training_step may call self.log, which must not reach the trainer's results
             pl_module.log = _no_log  # type: ignore[method-assign]
             pl_module.log_dict = _no_log  # type: ignore[method-assign]
             pl_module.train()
-            with suspend_schedules([optimizer]):
+            with suspend_schedules(trainer, [optimizer]):
                 lrs, losses = self._sweep(trainer, optimizer, scaler, ratios)
         finally:
             del pl_module.log, pl_module.log_dict

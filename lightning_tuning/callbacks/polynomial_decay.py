@@ -12,7 +12,7 @@ from typing import Literal
 import lightning.pytorch as pl
 
 from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg, check_positive
-from lightning_tuning.schedules import RunLength, polynomial_factor
+from lightning_tuning.schedules import Progress, RunLength, polynomial_factor
 from lightning_tuning.schedules.durations import Duration, Interval
 
 
@@ -66,6 +66,8 @@ class PolynomialDecay(LRScheduleCallback):
                 continue
             if self.total_iters is not None:
                 length = self._duration(self.total_iters, run, "total_iters")
+                end = self._start_units.get(index, 0) + length
+                self._check_within_run(end - 1, run, "total_iters", "the decay would be cut off before it ends")
             else:
                 remaining = self.remaining(run, index)
                 if remaining is None:
@@ -81,11 +83,13 @@ class PolynomialDecay(LRScheduleCallback):
                 )
             self._lengths[index] = length
 
-    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
+    def lint(self, run: RunLength) -> list[str]:
         if not self._lengths:
-            return []
+            return super().lint(run)
         index, length = next(iter(self._lengths.items()))
-        return self._lint_ends_early(self._start_units.get(index, 0) + length, run, "is 0 and the model stops learning")
+        return super().lint(run) + self._lint_ends_early(
+            self._start_units.get(index, 0) + length, run, "is 0 and the model stops learning"
+        )
 
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        return polynomial_factor(self.progress(trainer, optimizer_index), self._lengths[optimizer_index], self.power)
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        return polynomial_factor(self.units(progress, optimizer_index), self._lengths[optimizer_index], self.power)

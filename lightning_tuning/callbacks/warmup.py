@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg
-from lightning_tuning.schedules import RunLength, untuned_warmup_length, warmup_end, warmup_factor
+from lightning_tuning.schedules import Progress, RunLength, untuned_warmup_length, warmup_end, warmup_factor
 from lightning_tuning.schedules.durations import Interval
 from lightning_tuning.schedules.warmup import WarmupKind
 
@@ -134,8 +134,8 @@ class Warmup(LRScheduleCallback):
             if self.targets(index):
                 self._length_for(trainer, run, index)
 
-    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
-        notes = self._lint_per_step_schedule(run)
+    def lint(self, run: RunLength) -> list[str]:
+        notes = super().lint(run) + self._lint_per_step_schedule(run)
         total = run.total(self.interval)
         for index, length in self._lengths.items():
             if total and warmup_end(length, self.kind) > total / 2:
@@ -145,6 +145,6 @@ class Warmup(LRScheduleCallback):
                 )
         return notes
 
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        t = self.progress(trainer, optimizer_index)
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        t = self.units(progress, optimizer_index)
         return warmup_factor(t, self._lengths[optimizer_index], self.kind, self.start_factor)
