@@ -48,14 +48,14 @@ MAX_PNG_BYTES = 400_000
 # the LR's warmup ramp and plateau drop show as they are; ``tagFilter`` is the scalars tab's tag regex (the
 # ``regexInput`` parameter filters runs, not tags).
 SHOTS: dict[str, tuple[str, str]] = {
-    "custom_scalars": ("#custom_scalars&_smoothingWeight=0", "1400,2300"),
-    "lr_scalars": ("#scalars&tagFilter=%5Elr&_smoothingWeight=0", "1400,1100"),
+    "custom_scalars": ("#custom_scalars&_smoothingWeight=0&_ignoreYOutliers=false", "1400,2300"),
+    "lr_scalars": ("#scalars&tagFilter=%5Elr&_smoothingWeight=0&_ignoreYOutliers=false", "1400,1100"),
     "hparams": ("#hparams", "1800,500"),
     "images": ("#images", "1400,900"),
 }
 GAN_SHOTS: dict[str, tuple[str, str]] = {
-    "gan_custom_scalars": ("#custom_scalars&_smoothingWeight=0", "1400,1500"),
-    "gan_lr_scalars": ("#scalars&tagFilter=%5Elr&_smoothingWeight=0", "1400,1100"),
+    "gan_custom_scalars": ("#custom_scalars&_smoothingWeight=0&_ignoreYOutliers=false", "1400,1500"),
+    "gan_lr_scalars": ("#scalars&tagFilter=%5Elr&_smoothingWeight=0&_ignoreYOutliers=false", "1400,1100"),
 }
 REQUIRED_PREFIXES = ("lr-", "lr_planned/", "plateau/", "init/")
 GAN_REQUIRED_PREFIXES = ("lr-Adam", "lr-Adam-1", "lr_planned/lr-Adam", "lr_planned/lr-Adam-1", "d_loss", "g_loss")
@@ -148,7 +148,7 @@ def tensorboard_server(logdir: Path, log: Path, timeout: float = 120.0) -> Itera
     command = [str(executable) if executable.exists() else "tensorboard"]
     port = free_port()
     command += ["--logdir", str(logdir), "--port", str(port), "--bind_all", "--reload_interval", "2"]
-    command += ["--samples_per_plugin", "scalars=0"]  # every point: the planned curve at full step resolution
+    command += ["--samples_per_plugin", "scalars=100000"]  # every point (0 would mean none): full step resolution
     print("$", " ".join(command), flush=True)
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -224,36 +224,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-samples", type=int, default=2000, help="MNIST-1D samples (train+val+test)")
     parser.add_argument("--gan-epochs", type=int, default=20, help="GAN training epochs (32 batches each)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary log root and print its path")
+    parser.add_argument("--logs", type=Path, help="a log root kept by an earlier --keep-logs run: screenshot it again")
     args = parser.parse_args(argv)
 
     chromium = find_chromium()
     args.out.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="lightning-tuning-screenshots-"))
+    root = args.logs or Path(tempfile.mkdtemp(prefix="lightning-tuning-screenshots-"))
     try:
-        common = ["--trainer.default_root_dir", str(root), "--data.init_args.num_samples", str(args.num_samples)]
-        run_cli(
-            [
-                "fit",
-                "--config", "configs/quickstart.yaml",
-                "--config", "configs/schedules/warmup_plateau.yaml",
-                "--config", "configs/init/he.yaml",
-                "--trainer.max_epochs", str(args.epochs),
-                *common,
-            ],
-            root / "fit.log",
-        )  # fmt: skip
-        check_events(root / "lightning_logs" / "version_0")
-        if importlib.util.find_spec("lightning_tuning.lr_find") is not None:
-            run_cli(["lr_find", "--config", "configs/quickstart.yaml", *common], root / "lr_find.log")
-        else:
-            print("lightning_tuning.lr_find not found: no LR range test run")
-
+        if args.logs is None:
+            train(root, args)
         gan_root = root / "gan"
-        gan_config = root / "gan.yaml"
-        gan_config.write_text(GAN_CONFIG.format(epochs=args.gan_epochs))
-        run_cli(["fit", "--config", str(gan_config), "--trainer.default_root_dir", str(gan_root)], root / "gan_fit.log")
-        check_events(gan_root / "lightning_logs" / "version_0", GAN_REQUIRED_PREFIXES)
-
         with tensorboard_server(root / "lightning_logs", root / "tensorboard.log") as base:
             for name, (fragment, window) in SHOTS.items():
                 screenshot(chromium, f"{base}/{fragment}", args.out / f"{name}.png", window)
@@ -261,10 +241,37 @@ def main(argv: list[str] | None = None) -> None:
             for name, (fragment, window) in GAN_SHOTS.items():
                 screenshot(chromium, f"{base}/{fragment}", args.out / f"{name}.png", window)
     finally:
-        if args.keep_logs:
+        if args.keep_logs or args.logs is not None:
             print(f"logs kept in {root}  (tensorboard --logdir {root / 'lightning_logs'})")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def train(root: Path, args: argparse.Namespace) -> None:
+    """Train the quickstart (and its LR range test) and the GAN into ``root``; check their event files."""
+    common = ["--trainer.default_root_dir", str(root), "--data.init_args.num_samples", str(args.num_samples)]
+    run_cli(
+        [
+            "fit",
+            "--config", "configs/quickstart.yaml",
+            "--config", "configs/schedules/warmup_plateau.yaml",
+            "--config", "configs/init/he.yaml",
+            "--trainer.max_epochs", str(args.epochs),
+            *common,
+        ],
+        root / "fit.log",
+    )  # fmt: skip
+    check_events(root / "lightning_logs" / "version_0")
+    if importlib.util.find_spec("lightning_tuning.lr_find") is not None:
+        run_cli(["lr_find", "--config", "configs/quickstart.yaml", *common], root / "lr_find.log")
+    else:
+        print("lightning_tuning.lr_find not found: no LR range test run")
+
+    gan_root = root / "gan"
+    gan_config = root / "gan.yaml"
+    gan_config.write_text(GAN_CONFIG.format(epochs=args.gan_epochs))
+    run_cli(["fit", "--config", str(gan_config), "--trainer.default_root_dir", str(gan_root)], root / "gan_fit.log")
+    check_events(gan_root / "lightning_logs" / "version_0", GAN_REQUIRED_PREFIXES)
 
 
 if __name__ == "__main__":

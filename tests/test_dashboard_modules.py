@@ -205,6 +205,8 @@ def test_gan_two_optimizers_named_groups_one_scheduled(tmp_path: Path) -> None:
     layout = charts(acc)
     assert matched(layout["d_loss"], tags) == {"d_loss"}, "an unpaired metric gets a chart of its own"
     assert matched(layout["g_loss"], tags) == {"g_loss"}
+    assert "smoothed loss vs sweep step" not in layout, "no range-test chart without an LRRangeTest"
+    assert "activation std per layer" not in layout, "no init charts without an init callback"
     assert matched(layout["lr-Adam-1: actual and planned"], tags) == {
         "lr-Adam-1/body",
         "lr-Adam-1/head",

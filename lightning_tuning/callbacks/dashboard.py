@@ -332,6 +332,8 @@ class TuningDashboard(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        if not self._planned_logged:
+            self._log_plan(trainer)
         if not trainer.loggers or not _compat.should_update_logs(trainer):
             return
         values = self.current_values(trainer)
@@ -341,18 +343,18 @@ class TuningDashboard(Callback):
         for logger in trainer.loggers:
             logger.log_metrics(values, step=step)
 
-    @override
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _log_plan(self, trainer: pl.Trainer) -> None:
+        """The planned curves and the preview image, once, at the first training batch: after every ``on_train_start``
+        (the coordinator's base-LR snapshot, an LR range test's suggestion; ``lr_find`` ends the fit before)."""
+        self._planned_logged = True
         logger = self._tensorboard(trainer)
-        if logger is None:
+        if logger is None or not trainer.is_global_zero:
             return
         curves: dict[str, list[float]] | None = None
-        if self.planned and not self._planned_logged:
+        if self.planned:
             curves = planned_curves(trainer)
-            if trainer.is_global_zero:
-                self._log_planned(logger, curves)
-            self._planned_logged = True
-        if self._wants_preview(trainer) and trainer.is_global_zero:
+            self._log_planned(logger, curves)
+        if self._wants_preview(trainer):
             self._log_preview(logger, trainer, curves if curves is not None else planned_curves(trainer))
 
     @staticmethod
@@ -443,12 +445,15 @@ class TuningDashboard(Callback):
             }
             plateau["LR scale per group"] = ["Multiline", [r"^plateau/.*/scale/.*"]]
             layout["plateau decay"] = plateau
-        layout["lr range test"] = {"smoothed loss vs sweep step": ["Multiline", [r"^lr_range_test/smoothed_loss$"]]}
-        layout["init"] = {
-            "activation std per layer": ["Multiline", [r"^init/.*act_std"]],
-            "gradient std per layer": ["Multiline", [r"^init/.*grad_std"]],
-            "dead ReLU fraction per layer": ["Multiline", [r"^init/.*dead.*"]],
-        }
+        kinds = {type(callback).__name__ for callback in trainer.callbacks}  # type: ignore[attr-defined]
+        if "LRRangeTest" in kinds:
+            layout["lr range test"] = {"smoothed loss vs sweep step": ["Multiline", [r"^lr_range_test/smoothed_loss$"]]}
+        if kinds & {"WeightInit", "LSUVInit"}:
+            layout["init"] = {
+                "activation std per layer": ["Multiline", [r"^init/.*act_std"]],
+                "gradient std per layer": ["Multiline", [r"^init/.*grad_std"]],
+                "dead ReLU fraction per layer": ["Multiline", [r"^init/.*dead.*"]],
+            }
         return layout
 
     # ---- hparams -----------------------------------------------------------------------------------------------
@@ -461,6 +466,12 @@ class TuningDashboard(Callback):
     @override
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._report(trainer, pl_module)
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # a fit that ended early (``lr_find``, an interrupt) still gets its layout
+        if stage == "fit":
+            self._write_layout(trainer)
 
     def _hparams_metrics(self, trainer: pl.Trainer) -> list[str]:
         if self.metrics is not None:
