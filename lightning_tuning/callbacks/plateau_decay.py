@@ -146,7 +146,9 @@ class PlateauDecay(LRScheduleCallback):
         self._tracker(optimizer_index).set_group_count(groups)
 
     def lr_floor(self, optimizer_index: int, group_index: int, base_lr: float) -> tuple[float, float]:
-        return self._tracker(optimizer_index).scale(group_index), self._min_lrs[optimizer_index][group_index]
+        scales = self._trackers[optimizer_index].scales
+        scale = scales[group_index] if group_index < len(scales) else 1.0
+        return scale, self._min_lrs[optimizer_index][group_index]
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -39,6 +39,8 @@ class PolynomialDecay(LRScheduleCallback):
         >>> trainer = Trainer(max_steps=10_000, callbacks=[Warmup(500), PolynomialDecay(power=1.0)])
     """
 
+    group_independent = True
+
     def __init__(
         self,
         total_iters: Duration | None = None,

@@ -58,6 +58,8 @@ class Warmup(LRScheduleCallback):
         >>> trainer = Trainer(callbacks=[Warmup(500), CosineAnnealing(start="after_warmup")])
     """
 
+    group_independent = True
+
     is_warmup = True
 
     def __init__(
