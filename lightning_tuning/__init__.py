@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0.dev0"
+from lightning_tuning.__about__ import __version__
 
 _EXPORTS: dict[str, str] = {
     # learning-rate schedules (one callback per module)
