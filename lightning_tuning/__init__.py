@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     # adaptive learning rate
     "PlateauDecay": "lightning_tuning.callbacks.plateau_decay",
     "LRRangeTest": "lightning_tuning.callbacks.lr_range_test",
+    "BaseLR": "lightning_tuning.callbacks.base_lr",
     # weight initialisation
     "WeightInit": "lightning_tuning.callbacks.weight_init",
     "LSUVInit": "lightning_tuning.callbacks.lsuv_init",
@@ -38,6 +39,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
+    from lightning_tuning.callbacks.base_lr import BaseLR as BaseLR
     from lightning_tuning.callbacks.cosine_annealing import CosineAnnealing as CosineAnnealing
     from lightning_tuning.callbacks.cyclic_lr import CyclicLR as CyclicLR
     from lightning_tuning.callbacks.dashboard import TuningDashboard as TuningDashboard
