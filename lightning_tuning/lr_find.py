@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning.pytorch as pl
@@ -10,6 +11,12 @@ from typing_extensions import override
 
 from lightning_tuning._compat import exit_fit_cleanly
 from lightning_tuning.callbacks.lr_range_test import LRRangeTest
+
+
+def _settings(range_test: LRRangeTest) -> dict[str, Any]:
+    """The constructor arguments of ``range_test`` (each is kept as the attribute of the same name)."""
+    names = inspect.signature(LRRangeTest.__init__).parameters
+    return {name: getattr(range_test, name) for name in names if name != "self"}
 
 
 class _StopAfterRangeTest(Callback):
@@ -28,7 +35,10 @@ class _StopAfterRangeTest(Callback):
 
 
 def lr_find_command(
-    trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule | None = None
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule | None = None,
+    **options: Any,
 ) -> dict[str, Any] | None:
     """Run the configured ``LRRangeTest`` (or a default one with ``apply="none"``) at the start of ``fit``, print the
     suggestion as a config snippet (:meth:`LRRangeTest.yaml_snippet`), and stop: nothing else is trained.
@@ -36,6 +46,12 @@ def lr_find_command(
     ``fit`` ends the way Lightning's own ``Tuner.lr_find`` ends it: callbacks' ``teardown`` runs, loggers finalize
     as ``"success"``, no checkpoint is written. Callbacks this function added are removed afterwards. Under DDP the
     snippet is printed once, by rank 0.
+
+    Args:
+        trainer: The trainer whose ``fit`` runs the test.
+        model: The module to test.
+        datamodule: Its data; ``None`` when the module has its own dataloaders.
+        **options: ``LRRangeTest`` arguments that override those of the configured test (or of the default one).
 
     Returns:
         The range test's results: the swept ``lrs``, the ``losses``, the ``smoothed`` losses, the ``suggestions``
@@ -45,22 +61,22 @@ def lr_find_command(
     Raises:
         RuntimeError: ``fit`` ended before the training started (e.g. ``max_epochs=0``), so the test did not run.
     """
-    callbacks = trainer.callbacks  # type: ignore[attr-defined]
-    range_test = next((cb for cb in callbacks if isinstance(cb, LRRangeTest)), None)
-    added = []
-    if range_test is None:
-        range_test = LRRangeTest(apply="none")
+    callbacks: list[Callback] = trainer.callbacks  # type: ignore[attr-defined]
+    original = callbacks[:]
+    configured = next((cb for cb in callbacks if isinstance(cb, LRRangeTest)), None)
+    if configured is None:
+        range_test = LRRangeTest(**{"apply": "none", **options})
         callbacks.insert(0, range_test)
-        added.append(range_test)
-    stopper = _StopAfterRangeTest(range_test)
-    callbacks.append(stopper)
-    added.append(stopper)
+    elif options:
+        range_test = LRRangeTest(**{**_settings(configured), **options})
+        callbacks[callbacks.index(configured)] = range_test
+    else:
+        range_test = configured
+    callbacks.append(_StopAfterRangeTest(range_test))
     try:
         trainer.fit(model, datamodule=datamodule)
     finally:
-        for callback in added:
-            if callback in trainer.callbacks:  # type: ignore[attr-defined]
-                trainer.callbacks.remove(callback)  # type: ignore[attr-defined]
+        callbacks[:] = original
     if range_test.results is None:
         if trainer.world_size > 1 and trainer.state.finished:
             return None
