@@ -116,6 +116,9 @@ def falling_stretch(
 ) -> Fall:
     """Where the (smoothed) loss falls: from its highest point before its minimum to the minimum.
 
+    With ``raw_losses`` the minimum is where the smoothed loss plus twice its noise (:func:`smoothed_noise`) is
+    lowest: the first points average few batches, and a lucky one must not pass for the minimum.
+
     Args:
         lrs: the swept LRs.
         losses: the smoothed loss at each LR.
@@ -123,10 +126,15 @@ def falling_stretch(
         smoothing: the ``beta`` that smoothed ``losses`` (how much of the raw noise is left in them).
     """
     _check_curve(lrs, losses)
-    bottom = min(range(len(losses)), key=losses.__getitem__)
+    scatter = noise(raw_losses) if raw_losses is not None else 0.0
+    # the minimum allowing for noise: a smoothed value of few batches (the first points) is only low if it is low
+    # by more than its own noise, so one lucky first batch is not taken for the minimum
+    bottom = min(
+        range(len(losses)),
+        key=lambda i: losses[i] + MIN_NOISE_MULTIPLE * smoothed_noise(scatter, smoothing, i),
+    )
     top = max(range(bottom + 1), key=losses.__getitem__)
     level, drop = abs(losses[top]), losses[top] - losses[bottom]
-    scatter = noise(raw_losses) if raw_losses is not None else 0.0
     # the noise of the difference of two smoothed values (taken as independent: it errs on the side of caution)
     uncertainty = math.hypot(smoothed_noise(scatter, smoothing, top), smoothed_noise(scatter, smoothing, bottom))
     problem = None
