@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "ScaleLR": "lightning_tuning.callbacks.scale_lr",
     "LayerwiseLR": "lightning_tuning.callbacks.layerwise_lr",
     "ScheduleFree": "lightning_tuning.callbacks.schedule_free",
+    "BaseLR": "lightning_tuning.callbacks.base_lr",
     # weight initialisation
     "WeightInit": "lightning_tuning.callbacks.weight_init",
     "LSUVInit": "lightning_tuning.callbacks.lsuv_init",
@@ -43,6 +44,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
+    from lightning_tuning.callbacks.base_lr import BaseLR as BaseLR
     from lightning_tuning.callbacks.cosine_annealing import CosineAnnealing as CosineAnnealing
     from lightning_tuning.callbacks.cyclic_lr import CyclicLR as CyclicLR
     from lightning_tuning.callbacks.dashboard import TuningDashboard as TuningDashboard
