@@ -35,3 +35,22 @@ def exit_fit_cleanly() -> NoReturn:
     from lightning.pytorch.utilities.exceptions import _TunerExitException
 
     raise _TunerExitException
+
+
+def validation_due(trainer: pl.Trainer) -> bool:
+    """Whether the fit loop runs a validation after the training batch it is on (Lightning's own test for it)."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    return bool(epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+
+
+def run_validation_inside_fit(trainer: pl.Trainer) -> None:
+    """Run the fit loop's validation now, from a training hook, the way the epoch loop runs it after a batch."""
+    from lightning.pytorch.trainer import call
+
+    connector = trainer._logger_connector
+    first_loop_iter = connector._first_loop_iter
+    trainer.validating = True
+    call._call_lightning_module_hook(trainer, "on_validation_model_zero_grad")
+    trainer.fit_loop.epoch_loop.val_loop.run()
+    trainer.training = True
+    connector._first_loop_iter = first_loop_iter
