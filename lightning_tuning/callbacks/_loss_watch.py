@@ -33,10 +33,8 @@ class NonFiniteLossWatch:
         if not defer:
             for value_tensor in losses:
                 # one .item() costs ~2 us right after a backward pass, isfinite().all() and bool() ~40 us
-                if value_tensor.numel() == 1:
-                    value = value_tensor.item()
-                else:
-                    value = float(value_tensor.detach().float().sum())
+                single = value_tensor.numel() == 1
+                value = value_tensor.item() if single else float(value_tensor.detach().float().sum())
                 if not math.isfinite(value):
                     return f"The training loss is {value} at optimizer step {step}"
             return None

@@ -111,7 +111,9 @@ class ExactResume(Callback):
             self._states = None
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         # mid-epoch: the dataloader iterators were created before the checkpoint and again on restart (each drawing
         # a seed from the global RNG), so the states go back at the last moment before the run goes on
         if self._states is not None:
@@ -131,5 +133,7 @@ def _position(trainer: pl.Trainer) -> dict[str, bool]:
     progress = trainer.fit_loop.epoch_loop.batch_progress.current
     in_batch_end = progress.processed == progress.completed + 1 and not trainer.validating
     pending = in_batch_end and _compat.validation_due(trainer)
-    at_epoch_end = progress.processed >= trainer.num_training_batches or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+    at_epoch_end = (
+        progress.processed >= trainer.num_training_batches or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+    )
     return {"validation_pending": pending, "at_epoch_end": bool(at_epoch_end)}

@@ -79,7 +79,9 @@ class NonFiniteLossGuard(Callback):
             self.tripped_at, self.message = None, None
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.tripped_at is None:
             self._step = trainer.global_step
             self._lrs = _learning_rates(trainer)
