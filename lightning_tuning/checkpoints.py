@@ -82,7 +82,9 @@ def check_checkpoint_file(path: str) -> None:
         raise CheckpointError(f"Checkpoint {path!r} is a directory, not a checkpoint file.")
     size = file.stat().st_size
     if size == 0:
-        raise CheckpointError(f"Checkpoint {path!r} is empty (0 bytes): the run was probably killed while writing it. Use an earlier checkpoint of the run.")
+        raise CheckpointError(
+            f"Checkpoint {path!r} is empty (0 bytes): the run was probably killed while writing it. Use an earlier checkpoint of the run."
+        )
     with file.open("rb") as handle:
         head = handle.read(64)
     if head.startswith(_ZIP_MAGIC):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -483,19 +484,50 @@ def _build_callbacks(key: str, specs: list[dict[str, Any]] | None) -> list[Callb
             hint = f"; did you mean `{close[0]}`?" if close else ""
             raise ConfigError(entry, f"unknown key `{unknown[0]}`{hint} {layout}")
         cls = _import_class(name)
-        if cls is not None and not (isinstance(cls, type) and issubclass(cls, Callback)):
+        if cls is None:
+            raise ConfigError(entry, _unknown_class_message(name))
+        if not (isinstance(cls, type) and issubclass(cls, Callback)):
             hint = _pytorch_lightning_hint(name) or "it is not a lightning.pytorch.Callback subclass."
             raise ConfigError(entry, hint)
         try:
             config = parser.parse_object({"callback": spec})
             callbacks.append(parser.instantiate_classes(config).callback)
         except (ArgumentError, MisconfigurationException, TypeError, ValueError) as error:
-            root = next((e for e in reversed(list(_exception_chain(error))) if not isinstance(e, ArgumentError)), error)
-            text = str(root) if root is not error else str(error)
-            text = text.replace("'lightning.Callback'", repr(name)).replace("lightning.Callback", name)
-            message = " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
-            raise ConfigError(entry, message) from None
+            detail = _argument_error_detail(error)
+            unknown_arg = re.search(r"Option '(?:init_args\.)?([^']+)' is not accepted", detail)
+            if unknown_arg is not None:
+                detail = _unknown_argument_message(cls, unknown_arg.group(1))
+            raise ConfigError(entry, detail) from None
     return callbacks
+
+
+def _argument_error_detail(error: BaseException) -> str:
+    """The innermost message of a jsonargparse error chain, prefixed with the innermost ``init_args`` key."""
+    key = None
+    message = str(error)
+    for cause in _exception_chain(error):
+        found = re.match(r'\s*Parser key "([^"]+)"', str(cause))
+        if found and found.group(1) != "callback":
+            key = found.group(1)
+        message = str(cause)
+    text = " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+    return f"init_args.{key}: {text}" if key and not text.startswith("`") else text
+
+
+def _unknown_argument_message(cls: type, name: str) -> str:
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+    close = difflib.get_close_matches(name, accepted, n=1)
+    hint = f" Did you mean `{close[0]}`?" if close else ""
+    return f"`init_args.{name}` is not an argument of {cls.__name__}.{hint} Its arguments: {', '.join(accepted)}."
+
+
+def _unknown_class_message(name: str) -> str:
+    import lightning_tuning
+
+    exported = [f"lightning_tuning.{export}" for export in lightning_tuning._EXPORTS]
+    close = difflib.get_close_matches(name, exported, n=1)
+    hint = f" Did you mean {close[0]}?" if close else " Give the full import path of a Callback class."
+    return f"class_path {name!r} cannot be imported.{hint}"
 
 
 def _resume_callbacks(callbacks: list[Callback], enable_checkpointing: bool | None) -> list[Callback]:
