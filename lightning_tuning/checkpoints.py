@@ -83,7 +83,8 @@ def check_checkpoint_file(path: str) -> None:
     size = file.stat().st_size
     if size == 0:
         raise CheckpointError(
-            f"Checkpoint {path!r} is empty (0 bytes): the run was probably killed while writing it. Use an earlier checkpoint of the run."
+            f"Checkpoint {path!r} is empty (0 bytes): the run was probably killed while writing it. "
+            "Use an earlier checkpoint of the run."
         )
     with file.open("rb") as handle:
         head = handle.read(64)
