@@ -51,6 +51,8 @@ def run_validation_inside_fit(trainer: pl.Trainer) -> None:
     first_loop_iter = connector._first_loop_iter
     trainer.validating = True
     call._call_lightning_module_hook(trainer, "on_validation_model_zero_grad")
-    trainer.fit_loop.epoch_loop.val_loop.run()
+    val_loop = trainer.fit_loop.epoch_loop.val_loop
+    val_loop.restarting = False  # a fresh validation, not the continuation of the checkpoint's last one
+    val_loop.run()
     trainer.training = True
     connector._first_loop_iter = first_loop_iter

@@ -8,6 +8,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from typing_extensions import override
 
 from lightning_tuning import _compat
@@ -53,7 +55,9 @@ class ExactResume(Callback):
 
     - the global random states (torch, CUDA, numpy, Python): dropout and any other random op draw different numbers
       after a resume. This callback stores them in the checkpoint and puts them back just before the next training
-      batch (or before the next epoch's dataloader is created, for a checkpoint written at the end of an epoch);
+      batch; for a checkpoint written at the end of an epoch it then draws the seeds that the next epoch's dataloader
+      iterators drew in the uninterrupted run (one per ``DataLoader`` without a ``generator`` of its own, one more
+      for a ``RandomSampler`` without one; none for persistent workers);
     - a validation that was due on the batch the checkpoint was written at (``ModelCheckpoint(every_n_train_steps=...)``
       on an epoch end or a ``val_check_interval`` point): Lightning 2.6 skips it on restart, so callbacks that act on
       validation metrics (``PlateauDecay``, ``EarlyStopping``, a monitored ``ModelCheckpoint``) miss one observation.
@@ -77,7 +81,7 @@ class ExactResume(Callback):
     def __init__(self) -> None:
         self._states: dict[str, Any] | None = None
         self._pending_validation = False
-        self._restore_before_data = False
+        self._epoch_ended = False
 
     @property
     @override
@@ -88,7 +92,7 @@ class ExactResume(Callback):
     def state_dict(self) -> dict[str, Any]:
         trainer = getattr(self, "_trainer", None)
         state: dict[str, Any] = {"rng_states": collect_rng_states()}
-        if trainer is not None and trainer.training:
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             state.update(_position(trainer))
         return state
 
@@ -96,36 +100,58 @@ class ExactResume(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._states = state_dict.get("rng_states")
         self._pending_validation = bool(state_dict.get("validation_pending", False))
-        self._restore_before_data = bool(state_dict.get("at_epoch_end", False))
+        self._epoch_ended = bool(state_dict.get("at_epoch_end", False))
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = trainer
 
     @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # a checkpoint written at an epoch end: the next epoch's dataloader iterator draws its seed from the
-        # global RNG after the checkpoint, so the states go back before it is created
-        if self._states is not None and self._restore_before_data:
-            set_rng_states(self._states)
-            self._states = None
-
-    @override
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        # mid-epoch: the dataloader iterators were created before the checkpoint and again on restart (each drawing
-        # a seed from the global RNG), so the states go back at the last moment before the run goes on
+        # the states go back at the last moment before training goes on: the dataloader iterators that a restart
+        # creates draw their seeds from the global RNG before this
         if self._states is not None:
             set_rng_states(self._states)
             self._states = None
+            if self._epoch_ended:
+                # the uninterrupted run started the next epoch's dataloader iterators after the checkpoint
+                replay_epoch_start_draws(trainer.train_dataloader)
+        if self._pending_validation:
+            self._pending_validation = False
+            _compat.run_validation_inside_fit(trainer)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a checkpoint written on the very last batch, before its validation: no batch is left to run it before
         if self._pending_validation:
             self._pending_validation = False
             _compat.run_validation_inside_fit(trainer)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._states, self._pending_validation, self._restore_before_data = None, False, False
+        self._states, self._pending_validation, self._epoch_ended = None, False, False
+
+
+def replay_epoch_start_draws(dataloaders: Any) -> None:
+    """Draw from the global torch RNG what starting an epoch over ``dataloaders`` draws (their iterators' seeds)."""
+    for loader in _flatten(dataloaders):
+        if not isinstance(loader, DataLoader):
+            continue
+        if loader.generator is None and not (loader.persistent_workers and loader.num_workers > 0):
+            torch.empty((), dtype=torch.int64).random_()  # _BaseDataLoaderIter's base seed
+        sampler = loader.batch_sampler.sampler if isinstance(loader.batch_sampler, BatchSampler) else loader.sampler
+        if isinstance(sampler, RandomSampler) and sampler.generator is None:
+            torch.empty((), dtype=torch.int64).random_()  # RandomSampler's seed of the epoch
+
+
+def _flatten(collection: Any) -> list[Any]:
+    if isinstance(collection, dict):
+        return [item for value in collection.values() for item in _flatten(value)]
+    if isinstance(collection, (list, tuple)):
+        return [item for value in collection for item in _flatten(value)]
+    return [collection]
 
 
 def _position(trainer: pl.Trainer) -> dict[str, bool]:
