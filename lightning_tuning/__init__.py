@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "WeightNorm": "lightning_tuning.callbacks.weight_norm",
     # dashboards
     "TuningDashboard": "lightning_tuning.callbacks.dashboard",
+    "NonFiniteLossGuard": "lightning_tuning.callbacks.non_finite_guard",
     # command line
     "TuningCLI": "lightning_tuning.cli",
 }
