@@ -320,6 +320,13 @@ class LRCoordinator:
 
     # ---- writing ------------------------------------------------------------------------------------------------
 
+    def reset_written(self) -> None:
+        """Forget the LRs last written, so the next write does not take changes made up to now for another owner's
+        (a caller that sets base LRs itself, like the range test applying its suggestion, calls this)."""
+        for plan in self.plans:
+            if plan is not None:
+                plan.written = [None] * plan.groups
+
     def write_all(self) -> None:
         for plan in self.plans:
             if plan is not None:

@@ -231,11 +231,15 @@ class LRScheduleCallback(Callback):
 
     def _duration(self, value: Duration, run: RunLength | None, argument: str) -> int:
         units = resolve_duration(value, self.interval, run, f"{type(self).__name__}.{argument}")
-        is_fraction = isinstance(value, float) or (isinstance(value, str) and value.strip().endswith("%"))
+        fraction: float | None = None
+        if isinstance(value, float):
+            fraction = value
+        elif isinstance(value, str) and value.strip().endswith("%"):
+            fraction = float(value.strip()[:-1]) / 100
         total = None if run is None else run.total(self.interval)
-        self.uses_run_length = self.uses_run_length or is_fraction
-        if is_fraction and total:
-            wanted = (value if isinstance(value, float) else float(value.strip()[:-1]) / 100) * total
+        self.uses_run_length = self.uses_run_length or fraction is not None
+        if fraction is not None and total:
+            wanted = fraction * total
             if abs(units - wanted) > 0.2 * wanted:
                 self._notes.append(
                     f"{type(self).__name__}.{argument}={value!r} is {wanted:.3g} of this run's {total} "
@@ -424,7 +428,7 @@ def per_group(value: float | Sequence[float], groups: int, argument: str) -> lis
                 "or one per param group."
             )
         return [float(v) for v in value]
-    return [float(value)] * groups
+    return [float(value)] * groups  # type: ignore[arg-type]  # a number here; Sequence handled above
 
 
 def check_positive(value: float, argument: str, owner: str, allow_zero: bool = False) -> None:
