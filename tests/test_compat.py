@@ -94,6 +94,73 @@ def test_has_validation_data(tmp_path: Path) -> None:
     assert answers == [True, False, True]
 
 
+def test_validation_due_matches_when_lightning_validates(tmp_path: Path) -> None:
+    """val_check_interval=2 over 6 batches: Lightning validates after batches 2, 4 and 6 (indices 1, 3, 5)."""
+    due: list[int] = []
+    validated: list[int] = []
+
+    class Watch(Callback):
+        def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+            if _compat.validation_due(trainer):
+                due.append(trainer.fit_loop.epoch_loop.batch_idx)
+
+        def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+            if not trainer.sanity_checking:
+                validated.append(trainer.fit_loop.epoch_loop.batch_idx)
+
+    trainer = quiet_trainer(
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=6,
+        limit_val_batches=1,
+        val_check_interval=2,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        callbacks=[Watch()],
+    )
+    trainer.fit(BoringModel())
+    assert validated == [1, 3, 5]
+    assert due == validated
+
+
+def test_run_validation_inside_fit_runs_one_validation_and_training_goes_on(tmp_path: Path) -> None:
+    class Counting(BoringModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.val_batches = 0
+
+        def validation_step(self, batch: Any, batch_idx: int) -> Any:
+            self.val_batches += 1
+            out = super().validation_step(batch, batch_idx)
+            self.log("val_loss", out["x"])
+            return out
+
+    states: list[bool] = []
+
+    class Trigger(Callback):
+        def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+            if trainer.fit_loop.epoch_loop.batch_idx == 1:
+                _compat.run_validation_inside_fit(trainer)
+                states.append(trainer.training)
+
+    model = Counting()
+    trainer = quiet_trainer(
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=3,
+        check_val_every_n_epoch=2,  # no validation of Lightning's own in epoch 0
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        callbacks=[Trigger()],
+    )
+    trainer.fit(model)
+    assert model.val_batches == 3, "one full validation, from the hook"
+    assert states == [True], "back in training mode"
+    assert trainer.global_step == 4, "training went on to the end"
+    assert "val_loss" in trainer.callback_metrics
+
+
 def test_exit_fit_cleanly_ends_fit_without_error_and_runs_teardown(tmp_path: Path) -> None:
     calls: list[str] = []
 

@@ -325,3 +325,15 @@ def test_bad_arguments_fail_at_construction() -> None:
         TuningDashboard(metrics="val_acc")  # type: ignore[arg-type]
     with pytest.raises(MisconfigurationException, match=r"`preview='yes'`"):
         TuningDashboard(preview="yes")  # type: ignore[arg-type]
+
+
+def test_long_plans_are_logged_at_a_stride(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning_tuning.callbacks import dashboard
+
+    monkeypatch.setattr(dashboard, "MAX_PLANNED_POINTS", 10)
+    logger = TensorBoardLogger(tmp_path, name="plan")
+    curve = [0.1 * step for step in range(25)]
+    dashboard.TuningDashboard._log_planned(logger, {"lr-SGD": curve, "lr-SGD-momentum": [0.9] * 25})
+    acc = read(Path(logger.log_dir))
+    assert series(acc, "lr_planned/lr-SGD") == pytest.approx({step: curve[step] for step in range(0, 25, 3)})
+    assert series(acc, "lr_planned/lr-SGD-momentum") == pytest.approx(dict.fromkeys(range(0, 25, 3), 0.9))

@@ -27,6 +27,7 @@ DISTRIBUTIONS = {
     "lightning_utilities": "lightning-utilities",
     "torchmetrics": "torchmetrics",
     "jsonargparse": "jsonargparse",
+    "yaml": "pyyaml",
     "tensorboard": "tensorboard",
     "numpy": "numpy",
     "typing_extensions": "typing-extensions",

@@ -29,8 +29,9 @@ from lightning_tuning.callbacks._coordinator import base_lr
 from lightning_tuning.callbacks._names import lr_names, momentum_name, unwrap_optimizer
 from lightning_tuning.callbacks._schedule import schedule_callbacks
 
-#: Longest run whose planned curve is logged at every optimizer step; longer runs are logged at a stride.
-MAX_PLANNED_POINTS = 100_000
+#: Longest run whose planned curve is logged at every optimizer step; longer runs are logged at a stride. (TensorBoard
+#: writes each event with a pure-Python checksum: 20 000 steps took 8 s on a 2-core CPU shared at load 12.)
+MAX_PLANNED_POINTS = 20_000
 #: Tag prefix of the planned curves: ``lr_planned/lr-SGD``, ``lr_planned/lr-SGD/pg2``, ``lr_planned/lr-SGD-momentum``.
 PLANNED_PREFIX = "lr_planned/"
 
@@ -359,11 +360,22 @@ class TuningDashboard(Callback):
 
     @staticmethod
     def _log_planned(logger: TensorBoardLogger, curves: dict[str, list[float]]) -> None:
-        writer = logger.experiment
-        for name, values in curves.items():
-            stride = max(1, -(-len(values) // MAX_PLANNED_POINTS))
-            for step in range(0, len(values), stride):
-                writer.add_scalar(PLANNED_PREFIX + name, values[step], step)
+        """One event per optimizer step holding every curve's value (TensorBoard writes each event with a
+        pure-Python checksum: fewer, larger events are the cheap way); runs longer than ``MAX_PLANNED_POINTS``
+        steps at a stride."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        if not curves:
+            return
+        length = max(len(values) for values in curves.values())
+        stride = max(1, -(-length // MAX_PLANNED_POINTS))
+        tags = [(PLANNED_PREFIX + name, values) for name, values in curves.items()]
+        writer = _compat.tensorboard_file_writer(logger)
+        for step in range(0, length, stride):
+            summary = Summary(
+                value=[Summary.Value(tag=tag, simple_value=values[step]) for tag, values in tags if step < len(values)]
+            )
+            writer.add_summary(summary, step)
         writer.flush()
 
     def _wants_preview(self, trainer: pl.Trainer) -> bool:
