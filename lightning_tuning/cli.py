@@ -884,6 +884,15 @@ def _best_checkpoint(trainer: Trainer) -> str:
     return ""
 
 
+def _weights_finite(path: str) -> bool:
+    """Whether every floating-point tensor of the checkpoint's ``state_dict`` is finite (``True`` if unreadable)."""
+    try:
+        state = load_checkpoint(path)["state_dict"]
+    except CheckpointError:
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in state.values() if torch.is_tensor(t) and t.is_floating_point())
+
+
 @rank_zero_only
 def _report(trainer: Trainer, sections: dict[str, dict[str, float]]) -> None:
     lines = []
@@ -901,7 +910,12 @@ def _report(trainer: Trainer, sections: dict[str, dict[str, float]]) -> None:
         if not path or getattr(checkpoint, "monitor", None) is None:
             continue
         best = getattr(checkpoint, "best_model_score", None)
-        if best is not None and not bool(torch.isfinite(torch.as_tensor(best))):
+        if guard is not None and guard.tripped_at is not None and not _weights_finite(path):
+            lines.append(
+                f"No checkpoint is named best: the one with the best {checkpoint.monitor} ({_display_path(path)}) "
+                "holds non-finite weights."
+            )
+        elif best is not None and not bool(torch.isfinite(torch.as_tensor(best))):
             lines.append(
                 f"No checkpoint with a finite {checkpoint.monitor} was saved ({checkpoint.monitor}={float(best)})."
             )
