@@ -37,6 +37,32 @@ def exit_fit_cleanly() -> NoReturn:
     raise _TunerExitException
 
 
+def disable_default_hp_metric(logger: Any) -> None:
+    """Stop a ``TensorBoardLogger`` writing its ``hp_metric = -1`` placeholder (``default_hp_metric=False``, after
+    construction): the dashboard writes the run's real metrics to the hparams tab instead."""
+    logger._default_hp_metric = False
+
+
+def tensorboard_file_writer(logger: Any) -> Any:
+    """The ``FileWriter`` under a ``TensorBoardLogger``'s ``SummaryWriter``, to add raw summaries (hparams session)."""
+    return logger.experiment._get_file_writer()
+
+
+def logger_version(logger: Any) -> Any:
+    """The version a logger was given or has resolved (``None`` while it is still to be picked at first use)."""
+    return logger._version
+
+
+def set_logger_version(logger: Any, version: int | str) -> None:
+    """Pin the version (sub-folder) a logger writes to before it creates its experiment (resume into the same run)."""
+    logger._version = version
+
+
+def has_validation_data(trainer: pl.Trainer) -> bool:
+    """Whether the fit has a source of validation data (a ``val_dataloader`` hook or dataloaders given to ``fit``)."""
+    return bool(trainer.fit_loop.epoch_loop.val_loop._data_source.is_defined())
+
+
 def validation_due(trainer: pl.Trainer) -> bool:
     """Whether the fit loop runs a validation after the training batch it is on (Lightning's own test for it)."""
     epoch_loop = trainer.fit_loop.epoch_loop

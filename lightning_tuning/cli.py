@@ -19,7 +19,7 @@ import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import torch
 import yaml
@@ -59,22 +59,55 @@ class TuningTrainer(Trainer):
         datamodule: LightningDataModule | None = None,
         ckpt_path: str | None = None,
         weights_only: bool | None = None,
+        min_lr: float | None = None,
+        max_lr: float | None = None,
+        num_steps: int | None = None,
+        mode: Literal["exponential", "linear"] | None = None,
+        smoothing: float | None = None,
+        divergence_threshold: float | None = None,
+        suggestion: Literal["valley", "steepest", "min_div_10"] | None = None,
+        skip_start: int | None = None,
+        skip_end: int | None = None,
     ) -> Any:
-        """Runs a learning-rate range test and suggests a learning rate.
+        """Runs a learning-rate range test and prints the suggested LR as a config snippet; trains nothing else.
+
+        The range test (``lightning_tuning.LRRangeTest``) is the one configured in the callbacks or the schedule, else
+        a default one; the options below override its settings (unset: the configured or default value). Pass the
+        printed snippet after your config (``fit --config CONFIG --config SNIPPET``) to train at the suggested LR.
 
         Args:
             model: The model to test.
             datamodule: Its data; ``None`` when the model has its own dataloaders.
             ckpt_path: Start from the weights in this checkpoint instead of the model's initial weights.
             weights_only: Load the checkpoint with ``torch.load(weights_only=...)``; ``None`` means ``True``.
+            min_lr: First LR of the sweep, > 0 (default 1e-7).
+            max_lr: Last LR of the sweep, > min_lr (default 10).
+            num_steps: Optimizer steps of the sweep, >= 10 (default 100).
+            mode: LR spacing of the sweep (default exponential).
+            smoothing: EMA factor of the loss in [0, 1) (default 0.98).
+            divergence_threshold: Stop when the smoothed loss exceeds this multiple of the best, > 1 (default 4).
+            suggestion: Which suggestion the snippet uses (default min_div_10).
+            skip_start: Points left out at the start for steepest (default 10).
+            skip_end: Points left out at the end for steepest (default 5).
 
         Returns:
             What :func:`lightning_tuning.lr_find.lr_find_command` returns.
         """
         from lightning_tuning.lr_find import lr_find_command
 
+        options = {
+            "min_lr": min_lr,
+            "max_lr": max_lr,
+            "num_steps": num_steps,
+            "mode": mode,
+            "smoothing": smoothing,
+            "divergence_threshold": divergence_threshold,
+            "suggestion": suggestion,
+            "skip_start": skip_start,
+            "skip_end": skip_end,
+        }
         _load_weights(model, ckpt_path, weights_only)
-        return lr_find_command(self, model, datamodule)
+        return lr_find_command(self, model, datamodule, **{k: v for k, v in options.items() if v is not None})
 
     def preview(
         self,
@@ -930,7 +963,7 @@ def _report(trainer: Trainer, sections: dict[str, dict[str, float]]) -> None:
         print("\n".join(lines))
 
 
-def main(args: ArgsType = None) -> TuningCLI:
+def main(args: ArgsType = None) -> TuningCLI | None:
     """Runs the ``lightning_tuning`` command line (``python -m lightning_tuning`` or ``lightning-tuning``).
 
     Model and data are given by class path (subclass mode); data is optional because a LightningModule may
@@ -940,7 +973,9 @@ def main(args: ArgsType = None) -> TuningCLI:
         args: Arguments as on the command line (list, dict or Namespace); ``None`` reads ``sys.argv``.
 
     Returns:
-        The CLI after running the subcommand, with ``trainer``, ``model`` and ``datamodule`` attributes.
+        With ``args``, the CLI after running the subcommand, with ``trainer``, ``model`` and ``datamodule``
+        attributes. Without (the console script's ``sys.exit(main())``), ``None``, so a successful run exits 0;
+        a failure raises, so the process exits non-zero.
 
     Raises:
         SystemExit: With code 2 after an ``error:`` line for a configuration error.
@@ -949,7 +984,7 @@ def main(args: ArgsType = None) -> TuningCLI:
 
         main(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"])
     """
-    return TuningCLI(
+    cli = TuningCLI(
         LightningModule,
         # `None` (instead of LightningDataModule) is how LightningCLI makes `--data` optional in subclass mode
         datamodule_class=None,
@@ -958,3 +993,4 @@ def main(args: ArgsType = None) -> TuningCLI:
         save_config_kwargs={"overwrite": True},
         args=args,
     )
+    return None if args is None else cli

@@ -171,14 +171,14 @@ def test_optimizer_config_replaces_the_models_default(tmp_path: Path) -> None:
     )
     (optimizer,) = cli.trainer.optimizers
     assert isinstance(optimizer, torch.optim.RMSprop)
-    assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(1e-3)
+    assert optimizer.param_groups[0]["lt_base_lr"] == pytest.approx(1e-3)
 
 
 def test_models_default_optimizer_without_optimizer_key(tmp_path: Path) -> None:
     cli = main(["fit", "--config", QUICKSTART, *short_run(tmp_path), *TINY_MNIST1D, "--model.lr=0.0042"])
     (optimizer,) = cli.trainer.optimizers
     assert isinstance(optimizer, torch.optim.AdamW)
-    assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.0042)
+    assert optimizer.param_groups[0]["lt_base_lr"] == pytest.approx(0.0042)
 
 
 def test_quickstart_tests_after_fit_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
