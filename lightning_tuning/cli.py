@@ -305,7 +305,11 @@ class TuningCLI(LightningCLI):
         else:
             argv = list(sys.argv[1:] if args is None else args)
             if args is not None and len(sys.argv) > 1:
-                super().parse_arguments(parser, argv)  # Lightning's warning about both
+                rank_zero_warn(  # LightningCLI's own warning
+                    "LightningCLI's args parameter is intended to run from within Python like if it were from the"
+                    " command line. To prevent mistakes it is not recommended to provide both args and command line"
+                    f" arguments, got: sys.argv[1:]={sys.argv[1:]}, args={args}."
+                )
             argv = _expand_list_help(argv)
             _check_config_files(argv)
             argv = _apply_list_overrides(parser, argv)
