@@ -66,9 +66,7 @@ def has_validation_data(trainer: pl.Trainer) -> bool:
 def validation_due(trainer: pl.Trainer) -> bool:
     """Whether the fit loop runs a validation after the training batch it is on (Lightning's own test for it)."""
     fetcher = trainer.fit_loop._data_fetcher
-    if fetcher is None:  # outside a running fit loop
-        return False
-    return bool(trainer.fit_loop.epoch_loop._should_check_val_fx(fetcher))
+    return fetcher is not None and bool(trainer.fit_loop.epoch_loop._should_check_val_fx(fetcher))
 
 
 def run_validation_inside_fit(trainer: pl.Trainer) -> None:

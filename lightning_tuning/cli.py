@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 import torch
-import yaml
+import yaml  # type: ignore[import-untyped]
 from jsonargparse import ArgumentError, ArgumentParser, Namespace, lazy_instance
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.imports import RequirementCache
@@ -34,6 +34,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only, rank_zero_warn
 from typing_extensions import override
 
+from lightning_tuning import _compat
 from lightning_tuning.callbacks.dashboard import TuningDashboard
 from lightning_tuning.callbacks.exact_resume import ExactResume
 from lightning_tuning.callbacks.non_finite_guard import NonFiniteLossGuard
@@ -229,7 +230,7 @@ class TuningCLI(LightningCLI):
         self._callback_keys: dict[int, str] = {}
         self._instantiating = False
         try:
-            super().__init__(*args, trainer_class=trainer_class, **kwargs)
+            super().__init__(*args, trainer_class=trainer_class, **kwargs)  # type: ignore[misc]
         except (MisconfigurationException, ValueError, TypeError) as error:
             config_error = self._as_config_error(error)
             if config_error is None or os.environ.get("JSONARGPARSE_DEBUG"):
@@ -304,7 +305,11 @@ class TuningCLI(LightningCLI):
         else:
             argv = list(sys.argv[1:] if args is None else args)
             if args is not None and len(sys.argv) > 1:
-                super().parse_arguments(parser, argv)  # Lightning's warning about both
+                rank_zero_warn(  # LightningCLI's own warning
+                    "LightningCLI's args parameter is intended to run from within Python like if it were from the"
+                    " command line. To prevent mistakes it is not recommended to provide both args and command line"
+                    f" arguments, got: sys.argv[1:]={sys.argv[1:]}, args={args}."
+                )
             argv = _expand_list_help(argv)
             _check_config_files(argv)
             argv = _apply_list_overrides(parser, argv)
@@ -548,7 +553,7 @@ def _argument_error_detail(error: BaseException) -> str:
 
 
 def _unknown_argument_message(cls: type, name: str) -> str:
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
     close = difflib.get_close_matches(name, accepted, n=1)
     hint = f" Did you mean `{close[0]}`?" if close else ""
     return f"`init_args.{name}` is not an argument of {cls.__name__}.{hint} Its arguments: {', '.join(accepted)}."
@@ -735,7 +740,7 @@ def _resume_in_checkpoint_run(trainer: Trainer, ckpt_path: str | None) -> None:
     loggers = _tensorboard_loggers(trainer)
     if ckpt_path == "last":
         _check_last_exists(trainer, loggers)
-    if not ckpt_path or not loggers or loggers[0]._version is not None:
+    if not ckpt_path or not loggers or _compat.logger_version(loggers[0]) is not None:
         return
     logger = loggers[0]
     run_root = Path(logger.root_dir)
@@ -743,11 +748,11 @@ def _resume_in_checkpoint_run(trainer: Trainer, ckpt_path: str | None) -> None:
         runs = sorted(_last_checkpoint_runs(run_root), key=lambda run: run.stat().st_mtime)
         if not runs:
             return
-        logger._version = runs[-1].name
+        _compat.set_logger_version(logger, runs[-1].name)
     else:
         path = Path(ckpt_path).resolve()
         if path.parent.name == "checkpoints" and path.parent.parent.parent == run_root.resolve():
-            logger._version = path.parent.parent.name
+            _compat.set_logger_version(logger, path.parent.parent.name)
     rank_zero_info(f"Resuming in {_display_path(logger.log_dir)}: checkpoints and TensorBoard curves continue there.")
 
 
@@ -756,8 +761,9 @@ def _last_checkpoint_runs(run_root: Path) -> list[Path]:
 
 
 def _check_last_exists(trainer: Trainer, loggers: list[TensorBoardLogger]) -> None:
-    places: list[Path] = [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
-    if loggers and loggers[0]._version is None:
+    dirpaths = [getattr(cb, "dirpath", None) for cb in trainer.checkpoint_callbacks]
+    places: list[Path] = [Path(dirpath) for dirpath in dirpaths if dirpath]
+    if loggers and _compat.logger_version(loggers[0]) is None:
         if _last_checkpoint_runs(Path(loggers[0].root_dir)):
             return
         places.append(Path(loggers[0].root_dir) / "*" / "checkpoints")
@@ -917,6 +923,15 @@ def _best_checkpoint(trainer: Trainer) -> str:
     return ""
 
 
+def _weights_finite(path: str) -> bool:
+    """Whether every floating-point tensor of the checkpoint's ``state_dict`` is finite (``True`` if unreadable)."""
+    try:
+        state = load_checkpoint(path)["state_dict"]
+    except CheckpointError:
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in state.values() if torch.is_tensor(t) and t.is_floating_point())
+
+
 @rank_zero_only
 def _report(trainer: Trainer, sections: dict[str, dict[str, float]]) -> None:
     lines = []
@@ -931,15 +946,19 @@ def _report(trainer: Trainer, sections: dict[str, dict[str, float]]) -> None:
         )
     for checkpoint in trainer.checkpoint_callbacks:
         path = getattr(checkpoint, "best_model_path", "")
-        if not path or getattr(checkpoint, "monitor", None) is None:
+        monitor = getattr(checkpoint, "monitor", None)
+        if not path or monitor is None:
             continue
         best = getattr(checkpoint, "best_model_score", None)
-        if best is not None and not bool(torch.isfinite(torch.as_tensor(best))):
+        if guard is not None and guard.tripped_at is not None and not _weights_finite(path):
             lines.append(
-                f"No checkpoint with a finite {checkpoint.monitor} was saved ({checkpoint.monitor}={float(best)})."
+                f"No checkpoint is named best: the one with the best {monitor} ({_display_path(path)}) "
+                "holds non-finite weights."
             )
+        elif best is not None and not bool(torch.isfinite(torch.as_tensor(best))):
+            lines.append(f"No checkpoint with a finite {monitor} was saved ({monitor}={float(best)}).")
         else:
-            score = "" if best is None else f" ({checkpoint.monitor}={float(best):.4f})"
+            score = "" if best is None else f" ({monitor}={float(best):.4f})"
             lines.append(f"Best checkpoint{score}: {_display_path(path)}")
         break
     for logger in _tensorboard_loggers(trainer):

@@ -226,3 +226,17 @@ def test_mixed_precision_end_to_end(precision: str, tmp_path: Path) -> None:
     lrs = [event["lrs"][0] for _, event in sorted(trace_steps.items())]
     assert max(lrs) > lrs[0], "the warmup did not raise the LR"
     assert lrs[-1] < max(lrs), "the cosine did not lower the LR"
+
+
+@pytest.mark.slow
+def test_ddp_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
+    trace = {"class_path": "tests.system_probes.StepTrace", "init_args": {"path": str(tmp_path / "nan")}}
+    nan = {"class_path": "tests.system_probes.NaNAtStep", "init_args": {"step": 5, "rank": 1}}
+    extra = layer(tmp_path, "ddp", [trace, nan], SCHEDULE, strategy="ddp", devices=2, accelerator="cpu")
+    result = cli(fit_args(tmp_path / "run", [extra]), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (steps(read_trace(tmp_path / f"nan.rank{rank}.jsonl")) for rank in (0, 1))
+    # the NaN parameter of rank 1 makes its loss NaN at step 5; the ranks agree and both stop after that batch
+    assert sorted(rank0) == sorted(rank1) == list(range(6))
+    assert result.stderr.count("became NaN or infinite on another rank at optimizer step 5") == 1
+    assert "Non-finite training loss at optimizer step 5: training stopped" in result.stdout

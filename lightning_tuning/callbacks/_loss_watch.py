@@ -38,7 +38,10 @@ class NonFiniteLossWatch:
                 if not math.isfinite(value):
                     return f"The training loss is {value} at optimizer step {step}"
             return None
-        finite = torch.stack([torch.isfinite(value.detach()).all() for value in losses]).all()
+        if len(losses) == 1:
+            finite = torch.isfinite(losses[0].detach()).all()
+        else:
+            finite = torch.stack([torch.isfinite(value.detach()).all() for value in losses]).all()
         if self._finite is None:
             self._finite, self._since = finite, step
         else:

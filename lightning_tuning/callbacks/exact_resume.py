@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -28,7 +28,7 @@ def collect_rng_states() -> dict[str, Any]:
         import numpy as np
     except ImportError:  # pragma: no cover - numpy comes with every torch wheel
         return states
-    kind, keys, position, has_gauss, cached = np.random.get_state()
+    kind, keys, position, has_gauss, cached = cast(tuple[Any, ...], np.random.get_state())
     states["numpy"] = [kind, keys.tolist(), int(position), int(has_gauss), float(cached)]
     return states
 
@@ -156,7 +156,7 @@ def _flatten(collection: Any) -> list[Any]:
 
 def _position(trainer: pl.Trainer) -> dict[str, bool]:
     """Where in the fit loop a checkpoint is being written: a validation still to run, an epoch that is over."""
-    progress = trainer.fit_loop.epoch_loop.batch_progress.current
+    progress: Any = trainer.fit_loop.epoch_loop.batch_progress.current  # a _ProcessedTracker at run time
     in_batch_end = progress.processed == progress.completed + 1 and not trainer.validating
     pending = in_batch_end and _compat.validation_due(trainer)
     at_epoch_end = (
