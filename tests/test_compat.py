@@ -225,35 +225,3 @@ def test_compat_functions_are_all_tested() -> None:
     source = Path(__file__).read_text()
     untested = sorted(name for name in public if f"_compat.{name}(" not in source)
     assert not untested, f"_compat functions without a test here: {untested}"
-
-
-def test_validation_due_and_run_validation_inside_fit(tmp_path: Path) -> None:
-    # 8 batches, val_check_interval=0.25: a validation is due after batches 1, 3, 5, 7 (0-based)
-    due: list[int] = []
-    validations: list[int] = []
-
-    class Probe(Callback):
-        def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-            if _compat.validation_due(trainer):
-                due.append(trainer.fit_loop.epoch_loop.batch_idx)
-            if trainer.global_step == 3:
-                _compat.run_validation_inside_fit(trainer)  # one more, from a training hook
-
-        def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-            if not trainer.sanity_checking:
-                validations.append(trainer.global_step)
-
-    trainer = quiet_trainer(
-        default_root_dir=tmp_path,
-        max_epochs=1,
-        limit_train_batches=8,
-        limit_val_batches=2,
-        val_check_interval=0.25,
-        num_sanity_val_steps=0,
-        enable_checkpointing=False,
-        callbacks=[Probe()],
-    )
-    trainer.fit(BoringModel())
-    assert due == [1, 3, 5, 7]
-    assert validations == [2, 3, 4, 6, 8]
-    assert trainer.state.finished
