@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 import torch
-import yaml  # type: ignore[import-untyped]
+import yaml
 from jsonargparse import ArgumentError, ArgumentParser, Namespace, lazy_instance
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.imports import RequirementCache

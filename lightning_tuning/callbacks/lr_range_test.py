@@ -11,7 +11,7 @@ import copy
 import math
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -273,9 +273,10 @@ class LRRangeTest(Callback):
                 arguments = (batch, batch_index) if takes_index else (batch,)
                 output = trainer.strategy.training_step(*arguments)
                 batch_index += 1
-                loss = output["loss"] if isinstance(output, dict) else output
+                loss = output["loss"] if isinstance(output, Mapping) else output
                 if loss is None:  # Lightning skips the batch: no backward, no step
                     continue
+                assert isinstance(loss, torch.Tensor), "training_step returns a loss tensor, a dict with one, or None"
                 scaled = loss / accumulate
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 tally += torch.stack([loss.detach().float(), torch.ones((), device=loss.device)]).to(device)
