@@ -42,7 +42,7 @@ CONSTRUCTION: list[tuple[str, Callable[[], Any], str]] = [
     ("multistep-empty", lambda: MultiStepDecay(milestones=[]), r"`milestones=\[\]` must be a non-empty list"),
     ("exp-gamma>1", lambda: ExponentialDecay(gamma=1.5), r"`gamma=1.5` must lie in \(0, 1\]"),
     ("cosine-both", lambda: CosineAnnealing(T_max=10, T_0=5), r"either `T_max` .* or `T_0`"),
-    ("cosine-tmult", lambda: CosineAnnealing(T_0=5, T_mult=0), r"`T_mult=0` must be an integer >= 1"),
+    ("cosine-tmult", lambda: CosineAnnealing(T_0=5, T_mult=0), r"`T_mult=0` must be a number >= 1"),
     ("cosine-eta", lambda: CosineAnnealing(eta_min=-0.1), r"`eta_min=-0.1` must be a number >= 0"),
     ("poly-power", lambda: PolynomialDecay(power=0), r"`power=0` must be a number > 0"),
     ("cyclic-mode", lambda: CyclicLR(0.01, 0.1, mode="sine"), r"`mode='sine'` is not allowed; use one of"),

@@ -100,6 +100,9 @@ class LRScheduleCallback(Callback):
     is_floor = False
     is_warmup = False
     cycles_momentum = False
+    group_independent = False
+    """Whether :meth:`lr_factor` is the same for every param group (it then ignores ``group_index`` and
+    ``base_lr``); the coordinator computes such factors once per optimizer instead of once per group."""
 
     def __init__(self, interval: Interval = "step", optimizers: list[int] | None = None) -> None:
         if interval not in ("step", "epoch"):
@@ -116,6 +119,7 @@ class LRScheduleCallback(Callback):
                 "(0 for the first optimizer configure_optimizers returns), or null for all optimizers."
             )
         self.interval: Interval = interval
+        self._unit_field = 1 if interval == "epoch" else 0  # Progress is (step, epoch)
         self.optimizers = None if optimizers is None else list(optimizers)
         self._config: dict[str, Any] = {"interval": interval, "optimizers": self.optimizers}
         self._start_units: dict[int, int] = {}
@@ -186,8 +190,8 @@ class LRScheduleCallback(Callback):
 
     def units(self, progress: Progress, optimizer_index: int) -> int:
         """Schedule units done (optimizer steps or epochs), less the schedule's ``start`` offset, if it has one."""
-        done = progress.epoch if self.interval == "epoch" else progress.step
-        return max(0, done - self._start_units.get(optimizer_index, 0))
+        done = progress[self._unit_field] - self._start_units.get(optimizer_index, 0)
+        return done if done > 0 else 0
 
     def groups_changed(self, optimizer_index: int, optimizer: Optimizer) -> None:
         """The coordinator saw param groups added during fit: resolve the per-group arguments for them."""
@@ -227,11 +231,15 @@ class LRScheduleCallback(Callback):
 
     def _duration(self, value: Duration, run: RunLength | None, argument: str) -> int:
         units = resolve_duration(value, self.interval, run, f"{type(self).__name__}.{argument}")
-        is_fraction = isinstance(value, float) or (isinstance(value, str) and value.strip().endswith("%"))
+        fraction: float | None = None
+        if isinstance(value, float):
+            fraction = value
+        elif isinstance(value, str) and value.strip().endswith("%"):
+            fraction = float(value.strip()[:-1]) / 100
         total = None if run is None else run.total(self.interval)
-        self.uses_run_length = self.uses_run_length or is_fraction
-        if is_fraction and total:
-            wanted = (value if isinstance(value, float) else float(value.strip()[:-1]) / 100) * total
+        self.uses_run_length = self.uses_run_length or fraction is not None
+        if fraction is not None and total:
+            wanted = fraction * total
             if abs(units - wanted) > 0.2 * wanted:
                 self._notes.append(
                     f"{type(self).__name__}.{argument}={value!r} is {wanted:.3g} of this run's {total} "
@@ -420,7 +428,7 @@ def per_group(value: float | Sequence[float], groups: int, argument: str) -> lis
                 "or one per param group."
             )
         return [float(v) for v in value]
-    return [float(value)] * groups
+    return [float(value)] * groups  # type: ignore[arg-type]  # a number here; Sequence handled above
 
 
 def check_positive(value: float, argument: str, owner: str, allow_zero: bool = False) -> None:

@@ -237,7 +237,7 @@ def _module_activation(module: nn.Module) -> Activation | None:
     if isinstance(module, nn.LeakyReLU):
         return Activation("leaky_relu", float(module.negative_slope))
     for klass in type(module).__mro__:
-        name = simple.get(klass)  # type: ignore[call-overload]
+        name = simple.get(klass)
         if name is None:
             continue
         if name in ("relu", "tanh", "sigmoid", "selu"):
