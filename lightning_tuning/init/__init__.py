@@ -8,10 +8,20 @@ from lightning_tuning.init.apply import InitHadNoEffectError, apply_plan, parame
 from lightning_tuning.init.fans import compute_fans, select_fan
 from lightning_tuning.init.gain import Activation, known_nonlinearities, nonlinearity_gain, numeric_gain
 from lightning_tuning.init.report import LayerStats, format_table, layer_statistics, signal_problems
-from lightning_tuning.init.rules import InitRule, Plan, PlanEntry, build_plan, parse_rules
+from lightning_tuning.init.rules import (
+    InitRule,
+    Plan,
+    PlanEntry,
+    build_plan,
+    canonical_name,
+    documented_default,
+    module_table,
+    parse_rules,
+    resolve_auto,
+)
 from lightning_tuning.init.schemes import SCHEMES, sample, validate_scheme
 from lightning_tuning.init.seeding import derive_seed, generator_for
-from lightning_tuning.init.tracing import TraceResult, trace_activations
+from lightning_tuning.init.tracing import TraceResult, structural_input_activations, trace_activations
 
 __all__ = [
     "SCHEMES",
@@ -24,19 +34,24 @@ __all__ = [
     "TraceResult",
     "apply_plan",
     "build_plan",
+    "canonical_name",
     "compute_fans",
     "derive_seed",
+    "documented_default",
     "format_table",
     "generator_for",
     "known_nonlinearities",
     "layer_statistics",
+    "module_table",
     "nonlinearity_gain",
     "numeric_gain",
     "parameter_checksum",
     "parse_rules",
+    "resolve_auto",
     "sample",
     "select_fan",
     "signal_problems",
+    "structural_input_activations",
     "trace_activations",
     "validate_scheme",
     "write_tensor",
