@@ -6,6 +6,8 @@
    checkpoint-file round trip weighs more.
 2. Quality: each tool with its defaults picks an LR on the CNN; the CNN trains for ``--epochs`` epochs with that LR
    as a constant AdamW LR and as ``OneCycle``'s peak, over ``--seeds`` seeds; test accuracy, mean ± std.
+3. Safety: least squares with full-batch SGD, where a step diverges above 2/h (h: the top Hessian eigenvalue, from
+   ``eigvalsh``); each suggestion of the same sweep as a multiple of 2/h, over seeds, scales and conditionings.
 
 Run: ``python benchmarks/lr_range_test.py [--quick]``; results go to ``benchmarks/results/lr_range_test.md``.
 """
@@ -13,6 +15,7 @@ Run: ``python benchmarks/lr_range_test.py [--quick]``; results go to ``benchmark
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -20,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from lightning.pytorch import LightningModule, seed_everything
 from lightning.pytorch.tuner import Tuner
 
@@ -30,6 +34,7 @@ from _common import machine_header, quiet_trainer, write_results
 from lightning_tuning import LRRangeTest, OneCycle
 from lightning_tuning.demos import MNIST1DMLP, MNIST1DConvNet, MNIST1DDataModule
 from lightning_tuning.lr_find import lr_find_command
+from lightning_tuning.range_test import smooth, suggest, sweep_lrs
 
 MIN_LR, MAX_LR = 1e-6, 1.0
 MODELS: dict[str, Callable[[], LightningModule]] = {
@@ -73,6 +78,34 @@ def accuracy_with(lr: float, schedule: str, seed: int, epochs: int, data: MNIST1
     model = MNIST1DConvNet(lr=lr)
     trainer.fit(model, datamodule=data)
     return float(trainer.test(model, datamodule=data, verbose=False)[0]["test_acc"])
+
+
+def least_squares_ratios(seed: int, scale: float, condition: float, steps: int = 100) -> dict[str, float]:
+    """The range test's sweep (1e-7 to 10, divergence stop at 4x) on ``mean((X w - y)^2)`` with full-batch SGD from
+    ``w = 0``; each suggestion divided by 2/h."""
+    generator = torch.Generator().manual_seed(seed)
+    rows, dims = 200, 20
+    x = scale * torch.randn(rows, dims, generator=generator, dtype=torch.float64)
+    x = x * torch.logspace(0, -condition, dims, dtype=torch.float64)
+    y = x @ torch.randn(dims, generator=generator, dtype=torch.float64)
+    y = y + 0.1 * torch.randn(rows, generator=generator, dtype=torch.float64)
+    edge = 2 / torch.linalg.eigvalsh(2 * x.T @ x / rows).max().item()
+    w = torch.zeros(dims, dtype=torch.float64)
+    lrs, losses, average, best = [], [], 0.0, math.inf
+    for step, lr in enumerate(sweep_lrs(1e-7, 10.0, steps, "exponential")):
+        residual = x @ w - y
+        loss = residual.pow(2).mean().item()
+        if not math.isfinite(loss):
+            break
+        lrs.append(lr)
+        losses.append(loss)
+        w = w - lr * 2 * x.T @ residual / rows
+        average = 0.98 * average + 0.02 * loss
+        best = min(best, average / (1 - 0.98 ** (step + 1)))
+        if step > 0 and average / (1 - 0.98 ** (step + 1)) > 4 * best:
+            break
+    suggestions = suggest(lrs, smooth(losses, 0.98), 10, 5, losses, 0.98)
+    return {name: lr / edge for name, lr in suggestions.items()}
 
 
 def main() -> None:
@@ -154,6 +187,25 @@ def main() -> None:
             spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
             cells.append(f"{statistics.mean(accs):.4f} ± {spread:.4f}")
         lines.append(f"| {label} | {ran} | {lr:.3g} | {' | '.join(cells)} |")
+    problems = [(seed, scale, cond) for seed in range(5) for scale in (1.0, 10.0) for cond in (0.0, 1.0, 2.0)]
+    ratios = [least_squares_ratios(*problem) for problem in problems]
+    lines += [
+        "",
+        "## Safety: least squares, each suggestion as a multiple of 2/h (full-batch SGD diverges above 2/h)",
+        "",
+        f"{len(problems)} problems: 5 seeds x X scaled by 1 and 10 (h moves 100x) x conditioning 1, 10, 100; "
+        "200 x 20 Gaussian design, planted weights, noise 0.1; the sweep of this pack's defaults (1e-7 to 10, "
+        "100 steps, smoothing 0.98, stop at 4x the best). h from `torch.linalg.eigvalsh`.",
+        "",
+        "| suggestion | problems with a suggestion | lowest x 2/h | median x 2/h | highest x 2/h |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("valley", "steepest", "min_div_10"):
+        values = sorted(r[name] for r in ratios if name in r)
+        lines.append(
+            f"| {name} | {len(values)} of {len(problems)} | {values[0]:.3g} | {statistics.median(values):.3g} | "
+            f"{values[-1]:.3g} |"
+        )
     write_results("lr_range_test.md", "\n".join(lines) + "\n")
 
 

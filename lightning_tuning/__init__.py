@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0.dev0"
+from lightning_tuning.__about__ import __version__
 
 _EXPORTS: dict[str, str] = {
     # learning-rate schedules (one callback per module)
@@ -30,12 +30,14 @@ _EXPORTS: dict[str, str] = {
     "ScaleLR": "lightning_tuning.callbacks.scale_lr",
     "LayerwiseLR": "lightning_tuning.callbacks.layerwise_lr",
     "ScheduleFree": "lightning_tuning.callbacks.schedule_free",
+    "BaseLR": "lightning_tuning.callbacks.base_lr",
     # weight initialisation
     "WeightInit": "lightning_tuning.callbacks.weight_init",
     "LSUVInit": "lightning_tuning.callbacks.lsuv_init",
     "WeightNorm": "lightning_tuning.callbacks.weight_norm",
     # dashboards
     "TuningDashboard": "lightning_tuning.callbacks.dashboard",
+    "NonFiniteLossGuard": "lightning_tuning.callbacks.non_finite_guard",
     # command line
     "TuningCLI": "lightning_tuning.cli",
 }
@@ -43,6 +45,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
+    from lightning_tuning.callbacks.base_lr import BaseLR as BaseLR
     from lightning_tuning.callbacks.cosine_annealing import CosineAnnealing as CosineAnnealing
     from lightning_tuning.callbacks.cyclic_lr import CyclicLR as CyclicLR
     from lightning_tuning.callbacks.dashboard import TuningDashboard as TuningDashboard

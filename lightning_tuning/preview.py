@@ -21,7 +21,8 @@ from typing_extensions import override
 
 from lightning_tuning._compat import exit_fit_cleanly
 from lightning_tuning.callbacks._planned import SchedulePreview, simulate
-from lightning_tuning.plotting import has_matplotlib, new_figure, render_rgb, save_png
+from lightning_tuning.plotting import has_matplotlib, render_rgb, save_png
+from lightning_tuning.plotting.schedule import schedule_figure
 
 
 class _PreviewProbe(Callback):
@@ -81,28 +82,11 @@ def write_preview(preview: SchedulePreview, directory: Path, trainer: pl.Trainer
 
 
 def preview_figure(preview: SchedulePreview) -> Any:
-    """A figure of the LR per param group on top, momentum (if it moves) below, against optimizer steps."""
-    lrs = {key: values for key, values in preview.columns.items() if not key.endswith("-momentum")}
-    momenta = {key: values for key, values in preview.columns.items() if key.endswith("-momentum")}
-    momenta = {key: values for key, values in momenta.items() if len(set(values)) > 1}
-    rows = 2 if momenta else 1
-    figure = new_figure(8, 3.2 * rows, "The schedule preview figure")
-    axes = figure.subplots(rows, 1, sharex=True, squeeze=False)
-    for key, values in lrs.items():
-        axes[0][0].plot(values, label=key)
-    axes[0][0].set_ylabel("learning rate")
-    axes[0][0].legend(fontsize="small")
-    axes[0][0].grid(alpha=0.3)
-    if momenta:
-        for key, values in momenta.items():
-            axes[1][0].plot(values, label=key)
-        axes[1][0].set_ylabel("momentum / beta1")
-        axes[1][0].legend(fontsize="small")
-        axes[1][0].grid(alpha=0.3)
-    axes[-1][0].set_xlabel("optimizer step")
-    figure.suptitle("lightning_tuning schedule preview")
-    figure.tight_layout()
-    return figure
+    """The preview's figure: LR per param group on top, momentum (where it moves) below, against optimizer steps."""
+    curves = {
+        key: values for key, values in preview.columns.items() if not key.endswith("-momentum") or len(set(values)) > 1
+    }
+    return schedule_figure(curves, steps_per_epoch=preview.run.steps_per_epoch)
 
 
 def format_preview(preview: SchedulePreview) -> str:

@@ -45,9 +45,9 @@ def test_suggestions_on_a_curve_with_known_answers() -> None:
     assert steepest(lrs, losses, 0, 0) == pytest.approx(1e-3, rel=0.05)
     minimum = lrs[min(range(101), key=losses.__getitem__)]
     assert min_div_10(lrs, losses) == pytest.approx(minimum / 10)
-    # valley: the longest decreasing run is the whole fall (start .. minimum); 1/2 of the way down it
+    # valley: between where the fall starts and a tenth of the minimum's LR
     picked = valley(lrs, losses)
-    assert lrs[0] < picked < minimum
+    assert lrs[0] < picked < minimum / 10
 
 
 # ---- in a real fit ---------------------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_lr_find_command_prints_yaml_and_writes_png(tmp_path: Path, capsys: pyte
     results = lr_find_command(run, TwoGroupModel("sgd"))
     out = capsys.readouterr().out
     assert f"lr: {results['chosen']:.3g}" in out
-    assert "max_lr:" in out
+    assert "class_path: lightning_tuning.BaseLR" in out
     png = Path(logger.log_dir) / "lr_range_test.png"
     assert png.read_bytes().startswith(b"\x89PNG")
     assert png.stat().st_size > 1000

@@ -69,7 +69,7 @@ def test_preview_command_writes_csv_png_and_tensorboard(tmp_path: Path, capsys: 
         ([CosineAnnealing(T_max=10)], {}, "ends after 10 of the run's 18 steps"),
         ([Warmup(12)], {}, "more than half the run"),
         ([PlateauDecay()], {"limit_val_batches": 1}, "does not have: its reductions are not shown"),
-        ([Warmup("5%")], {}, "Warmup.length='5%' is 0.9 of this run's 18 steps and resolves to 1"),
+        ([Warmup("2%")], {}, "Warmup.length='2%' is 0.36 of this run's 18 steps and resolves to 1"),
     ],
 )
 def test_preview_warns_about_known_mistakes(

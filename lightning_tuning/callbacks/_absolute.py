@@ -32,7 +32,7 @@ class AbsoluteLRSchedule(LRScheduleCallback):
         name = type(self).__name__
         if max_lr != "auto":
             for value in max_lr if isinstance(max_lr, list) else [max_lr]:
-                check_positive(value, "max_lr", name)
+                check_positive(value, "max_lr", name)  # type: ignore[arg-type]  # a str is refused there
         for argument, values in (("base_momentum", base_momentum), ("max_momentum", max_momentum)):
             for value in values if isinstance(values, list) else [values]:
                 check_positive(value, argument, name, allow_zero=True)

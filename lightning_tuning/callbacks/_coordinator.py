@@ -88,6 +88,15 @@ def set_base_lr(group: dict[str, Any], value: float) -> None:
     group[BASE_LR_KEY] = float(value)
 
 
+def _holds_tensors(optimizer: Optimizer) -> bool:
+    """Whether any group keeps its ``lr`` or ``betas`` as tensors (the compiled-optimizer recipe)."""
+    for group in optimizer.param_groups:
+        betas = group.get("betas", ())
+        if isinstance(group["lr"], torch.Tensor) or any(isinstance(beta, torch.Tensor) for beta in betas):
+            return True
+    return False
+
+
 def coordinator_for(trainer: pl.Trainer) -> LRCoordinator | None:
     """The trainer's coordinator, or ``None`` when no schedule callback is set up on it."""
     return trainer.__dict__.get(_ATTRIBUTE)
@@ -107,7 +116,19 @@ def suspend_schedules(trainer: pl.Trainer, optimizers: Iterable[Optimizer]) -> I
 class _Plan:
     """Which callbacks shape one optimizer's LR, fixed for a fit (computed once, read on every step)."""
 
-    __slots__ = ("factors", "floors", "groups", "index", "momentum", "momentum_key", "optimizer", "ready", "written")
+    __slots__ = (
+        "factors",
+        "floors",
+        "group_factors",
+        "groups",
+        "index",
+        "momentum",
+        "momentum_key",
+        "optimizer",
+        "ready",
+        "shared_factors",
+        "written",
+    )
 
     def __init__(self, index: int, optimizer: Optimizer, callbacks: Sequence[LRScheduleCallback]) -> None:
         # a canonical order makes the floating-point product independent of the order of the callbacks list
@@ -118,6 +139,9 @@ class _Plan:
         self.floors = tuple(cb for cb in ordered if cb.is_floor)
         self.momentum = tuple(cb for cb in ordered if cb.cycles_momentum)
         self.momentum_key = momentum_key(optimizer)
+        # bound methods, split once: factors that are the same for every group are computed once per write
+        self.shared_factors = tuple(cb.lr_factor for cb in self.factors if cb.group_independent)
+        self.group_factors = tuple(cb.lr_factor for cb in self.factors if not cb.group_independent)
         self.groups = 0
         self.ready = False
         # the LR last written per group, to notice another owner changing it between two writes
@@ -133,14 +157,24 @@ class _Plan:
             self.ready = all(callback.is_ready() for callback in self.callbacks)
         return self.ready
 
-    def compose(self, progress: Progress, group_index: int, base: float) -> tuple[float, float | None]:
+    def shared(self, progress: Progress) -> float:
+        """The product of the factors that do not depend on the group (warmup, step decays, ...)."""
         index = self.index
-        lr = base
-        for callback in self.factors:
-            lr *= callback.lr_factor(progress, index, group_index, base)
+        product = 1.0
+        for factor in self.shared_factors:
+            product *= factor(progress, index, 0, 1.0)
+        return product
+
+    def compose(self, progress: Progress, group_index: int, base: float, shared: float) -> tuple[float, float | None]:
+        """``lr = base * shared * prod(per-group factors)``, then the plateau floors, in the plan's canonical order."""
+        index = self.index
+        lr = base * shared
+        for factor in self.group_factors:
+            lr *= factor(progress, index, group_index, base)
         for callback in self.floors:
             scale, min_lr = callback.lr_floor(index, group_index, base)
-            lr = max(lr * scale, min(min_lr, lr))
+            if scale != 1.0:  # a floor at scale 1 is max(lr, min(min_lr, lr)) = lr
+                lr = max(lr * scale, min(min_lr, lr))
         momentum = None
         for callback in self.momentum:
             value = callback.momentum(progress, index, group_index)
@@ -171,6 +205,7 @@ class LRCoordinator:
         self._handles: list[Any] = []
         self._warned: set[str] = set()
         self._stepped: set[int] = set()
+        self._epoch_start_steps: list[int] = []
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -231,11 +266,11 @@ class LRCoordinator:
         """
         if self.begun or not self.prepared:
             return
-        restored = [cb.restored_steps for cb in self.callbacks if cb.restored_steps]
         self.steps = [0] * len(self.plans)
-        for steps in restored:
-            for index, value in enumerate(steps[: len(self.steps)]):
+        for callback in self.callbacks:
+            for index, value in enumerate(callback.restored_steps[: len(self.steps)]):
                 self.steps[index] = max(self.steps[index], int(value))
+            callback.restored_steps = []  # consumed: a later fit without a checkpoint starts from 0
         resuming = trainer.ckpt_path is not None
         for plan in self.plans:
             if plan is None:
@@ -247,9 +282,15 @@ class LRCoordinator:
                     group[BASE_LR_KEY] = float(legacy if legacy is not None else group["lr"])
             plan.groups = len(plan.optimizer.param_groups)
             plan.written = [None] * plan.groups
-            self._handles.append(plan.optimizer.register_step_post_hook(self._after_step_hook(plan)))
+            # Tensor LRs are torch's recipe for a compiled optimizer step: keep the hooks out of the graph (dynamo
+            # would guard on the step counters and recompile every step). Costs ~6 us a call, so only then.
+            opaque = _holds_tensors(plan.optimizer)
+            after, before = self._after_step_hook(plan), self._before_step_hook(plan)
+            if opaque:
+                after, before = torch.compiler.disable(after), torch.compiler.disable(before)
+            self._handles.append(plan.optimizer.register_step_post_hook(after))
             if self._manual:
-                self._handles.append(plan.optimizer.register_step_pre_hook(self._before_step_hook(plan)))
+                self._handles.append(plan.optimizer.register_step_pre_hook(before))
         self.epoch = trainer.current_epoch
         self.begun = True
         self.write_all()
@@ -278,6 +319,13 @@ class LRCoordinator:
         return before_step
 
     # ---- writing ------------------------------------------------------------------------------------------------
+
+    def reset_written(self) -> None:
+        """Forget the LRs last written, so the next write does not take changes made up to now for another owner's
+        (a caller that sets base LRs itself, like the range test applying its suggestion, calls this)."""
+        for plan in self.plans:
+            if plan is not None:
+                plan.written = [None] * plan.groups
 
     def write_all(self) -> None:
         for plan in self.plans:
@@ -309,6 +357,7 @@ class LRCoordinator:
         if len(groups) != plan.groups:
             self._groups_changed(plan)
         progress = Progress(self.steps[plan.index], self.epoch)
+        shared = plan.shared(progress)
         key = plan.momentum_key
         written = plan.written
         for group_index, group in enumerate(groups):
@@ -317,7 +366,7 @@ class LRCoordinator:
             last = written[group_index]
             if last is not None and not is_tensor and current != last:
                 self._rebase(plan, group_index, group, last)
-            lr, momentum = plan.compose(progress, group_index, group[BASE_LR_KEY])
+            lr, momentum = plan.compose(progress, group_index, group[BASE_LR_KEY], shared)
             if is_tensor:
                 current.fill_(lr)
             else:
@@ -385,7 +434,28 @@ class LRCoordinator:
     def on_train_epoch_start(self, trainer: pl.Trainer) -> None:
         self._check_torch_schedulers(trainer, mid_fit=True)
         self.epoch = trainer.current_epoch
+        self._epoch_start_steps = list(self.steps)
         self.write_all()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer) -> None:
+        """Under manual optimization, check once that the run-relative lengths assumed one step per batch rightly."""
+        if not self._manual or "steps-per-batch" in self._warned or not self._epoch_start_steps:
+            return
+        self._warned.add("steps-per-batch")
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        for plan in self.plans:
+            if plan is None or not batches:
+                continue
+            taken = self.steps[plan.index] - self._epoch_start_steps[plan.index]
+            relative = [type(cb).__name__ for cb in plan.callbacks if cb.uses_run_length]
+            if relative and taken != batches:
+                rank_zero_warn(
+                    f"Optimizer {plan.index} ({type(plan.optimizer).__name__}) took {taken} steps in {batches} batches "
+                    f"of this epoch, and {relative} took their length from the run assuming one step per batch "
+                    "(manual optimization: Lightning's run length counts batches, or all optimizers' steps together "
+                    "under max_steps). Those schedules will end at the wrong time: give their lengths in steps of "
+                    "this optimizer."
+                )
 
     def log(self, trainer: pl.Trainer) -> None:
         """Log the LR (and any cycled momentum) of the scheduled optimizers, under LearningRateMonitor's names."""
@@ -480,8 +550,9 @@ class LRCoordinator:
             momenta: list[list[float]] = [[] for _ in bases]
             for step in range(total_steps):
                 progress = Progress(step, step // steps_per_epoch)
+                shared = plan.shared(progress)
                 for group_index, base in enumerate(bases):
-                    lr, momentum = plan.compose(progress, group_index, base)
+                    lr, momentum = plan.compose(progress, group_index, base, shared)
                     lrs[group_index].append(lr)
                     if momentum is not None:
                         momenta[group_index].append(momentum)

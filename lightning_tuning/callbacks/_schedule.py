@@ -52,9 +52,21 @@ def schedule_callbacks(trainer: pl.Trainer) -> list[LRScheduleCallback]:
 def run_length(trainer: pl.Trainer) -> RunLength:
     """The run's length in optimizer steps, as Lightning estimates it (this sets up the train dataloader).
 
-    A run bounded by ``max_steps`` alone still gets its epoch length, so ``"10epochs"`` resolves there too.
+    A run bounded by ``max_steps`` alone still gets its epoch length, so ``"10epochs"`` resolves there too. Under
+    manual optimization Lightning's ``max_steps`` counts the steps of all optimizers together; the run length of
+    each optimizer is then taken as ``max_steps / number of optimizers`` (each optimizer stepping once per batch).
     """
     total = trainer.estimated_stepping_batches
+    module = trainer.lightning_module
+    optimizers = len(trainer.optimizers)
+    if (
+        total != float("inf")
+        and not module.automatic_optimization
+        and optimizers > 1
+        and trainer.max_steps != -1
+        and total == trainer.max_steps
+    ):
+        total = -(-int(total) // optimizers)
     if trainer.train_dataloader is None:
         # Lightning answers `max_steps` without loading the data when max_epochs is -1; an epoch needs the data
         trainer.fit_loop.setup_data()
@@ -88,6 +100,9 @@ class LRScheduleCallback(Callback):
     is_floor = False
     is_warmup = False
     cycles_momentum = False
+    group_independent = False
+    """Whether :meth:`lr_factor` is the same for every param group (it then ignores ``group_index`` and
+    ``base_lr``); the coordinator computes such factors once per optimizer instead of once per group."""
 
     def __init__(self, interval: Interval = "step", optimizers: list[int] | None = None) -> None:
         if interval not in ("step", "epoch"):
@@ -104,10 +119,15 @@ class LRScheduleCallback(Callback):
                 "(0 for the first optimizer configure_optimizers returns), or null for all optimizers."
             )
         self.interval: Interval = interval
+        self._unit_field = 1 if interval == "epoch" else 0  # Progress is (step, epoch)
         self.optimizers = None if optimizers is None else list(optimizers)
         self._config: dict[str, Any] = {"interval": interval, "optimizers": self.optimizers}
         self._start_units: dict[int, int] = {}
         self._notes: list[str] = []
+        self._manual = False
+        # whether a length was taken from the run (left out, or a fraction): under manual optimization that assumes
+        # one step of each optimizer per batch, which the coordinator checks after the first epoch
+        self.uses_run_length = False
         self._coordinator: LRCoordinator | None = None
         self._state_key: str | None = None
         self._last_steps: list[int] = []
@@ -170,8 +190,8 @@ class LRScheduleCallback(Callback):
 
     def units(self, progress: Progress, optimizer_index: int) -> int:
         """Schedule units done (optimizer steps or epochs), less the schedule's ``start`` offset, if it has one."""
-        done = progress.epoch if self.interval == "epoch" else progress.step
-        return max(0, done - self._start_units.get(optimizer_index, 0))
+        done = progress[self._unit_field] - self._start_units.get(optimizer_index, 0)
+        return done if done > 0 else 0
 
     def groups_changed(self, optimizer_index: int, optimizer: Optimizer) -> None:
         """The coordinator saw param groups added during fit: resolve the per-group arguments for them."""
@@ -203,6 +223,7 @@ class LRScheduleCallback(Callback):
 
     def remaining(self, run: RunLength, optimizer_index: int) -> int | None:
         """Units of the run left after ``start``, the default length of schedules with an open end."""
+        self.uses_run_length = True
         total = run.total(self.interval)
         if total is None:
             return None
@@ -210,11 +231,16 @@ class LRScheduleCallback(Callback):
 
     def _duration(self, value: Duration, run: RunLength | None, argument: str) -> int:
         units = resolve_duration(value, self.interval, run, f"{type(self).__name__}.{argument}")
-        is_fraction = isinstance(value, float) or (isinstance(value, str) and value.strip().endswith("%"))
+        fraction: float | None = None
+        if isinstance(value, float):
+            fraction = value
+        elif isinstance(value, str) and value.strip().endswith("%"):
+            fraction = float(value.strip()[:-1]) / 100
         total = None if run is None else run.total(self.interval)
-        if is_fraction and total:
-            wanted = (value if isinstance(value, float) else float(value.strip()[:-1]) / 100) * total
-            if units <= 2 or abs(units - wanted) > 0.2 * wanted:
+        self.uses_run_length = self.uses_run_length or fraction is not None
+        if fraction is not None and total:
+            wanted = fraction * total
+            if abs(units - wanted) > 0.2 * wanted:
                 self._notes.append(
                     f"{type(self).__name__}.{argument}={value!r} is {wanted:.3g} of this run's {total} "
                     f"{self.interval}s and resolves to {units}: give it in {self.interval}s if you meant another "
@@ -230,11 +256,19 @@ class LRScheduleCallback(Callback):
         """
         total = run.total(self.interval)
         if total is not None and position >= total:
-            raise ValueError(
+            message = (
                 f"{type(self).__name__}.{argument} is at {self.interval} {position}, but the run has {total} "
                 f"{self.interval}s (0..{total - 1}): {consequence}. Give it as a fraction of the run (e.g. '50%'), "
                 "shorten it, or train longer."
             )
+            if self._manual and self.interval == "step":
+                # under manual optimization an optimizer may step several times per batch (a WGAN critic): the run's
+                # length in its own steps is not known before training, so this is a warning there
+                self._notes.append(
+                    message + " (Manual optimization: fine if this optimizer steps more than once per batch.)"
+                )
+                return
+            raise ValueError(message)
 
     # ---- Lightning hooks --------------------------------------------------------------------------------------
 
@@ -269,6 +303,8 @@ class LRScheduleCallback(Callback):
                     f"use indices 0..{len(optimizers) - 1}."
                 )
         self._notes = []
+        self.uses_run_length = False
+        self._manual = not pl_module.automatic_optimization
         run = run_length(trainer)
         try:
             self.resolve(trainer, run)
@@ -277,27 +313,11 @@ class LRScheduleCallback(Callback):
                     self.resolve_groups(index, unwrap_optimizer(optimizer))
         except ValueError as err:
             raise MisconfigurationException(str(err)) from err
-        self._check_run_bound(trainer, pl_module, run)
         for note in self.lint(run):
             rank_zero_warn(note)
         if self._coordinator is None:  # fit called without setup (direct hook calls in tests)
             self._coordinator = LRCoordinator.attach(trainer, self)
         self._coordinator.callback_resolved(trainer, pl_module, self)
-
-    def _check_run_bound(self, trainer: pl.Trainer, pl_module: pl.LightningModule, run: RunLength) -> None:
-        # Lightning's max_steps counts the steps of every optimizer together under manual optimization, while a
-        # schedule counts the steps of its own optimizer: "the whole run" then differs per optimizer.
-        if pl_module.automatic_optimization or trainer.max_steps == -1:
-            return
-        targeted = [i for i in range(len(trainer.optimizers)) if self.targets(i)]
-        if len(trainer.optimizers) > 1 and targeted and run.total_steps == trainer.max_steps:
-            rank_zero_warn(
-                f"{type(self).__name__}: the run is bounded by `max_steps={trainer.max_steps}`, which Lightning counts "
-                "over the steps of all optimizers together under manual optimization, while this schedule counts "
-                f"the steps of optimizer(s) {targeted} alone: lengths left out or given as a fraction of the run are "
-                f"taken as {trainer.max_steps} steps of each optimizer. Bound the run with `max_epochs`, or give "
-                "lengths in steps of that optimizer."
-            )
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -316,13 +336,19 @@ class LRScheduleCallback(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         coordinator = self._coordinator
-        if (
-            coordinator is not None
-            and coordinator.log_lr
-            and coordinator.is_driver(self)
-            and should_update_logs(trainer)
-        ):
+        if coordinator is None or not coordinator.is_driver(self):
+            return
+        if batch_idx == 0:
+            # callbacks acting at epoch start (BackboneFinetuning adds a param group, sets its LR) ran by now
+            coordinator.write_all()
+        if coordinator.log_lr and should_update_logs(trainer):
             coordinator.log(trainer)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        coordinator = self._coordinator
+        if coordinator is not None and coordinator.is_driver(self):
+            coordinator.on_train_epoch_end(trainer)
 
     @override
     def on_train_batch_end(
@@ -402,7 +428,7 @@ def per_group(value: float | Sequence[float], groups: int, argument: str) -> lis
                 "or one per param group."
             )
         return [float(v) for v in value]
-    return [float(value)] * groups
+    return [float(value)] * groups  # type: ignore[arg-type]  # a number here; Sequence handled above
 
 
 def check_positive(value: float, argument: str, owner: str, allow_zero: bool = False) -> None:

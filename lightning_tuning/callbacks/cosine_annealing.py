@@ -168,6 +168,8 @@ class CosineAnnealing(LRScheduleCallback):
                     "the LR."
                 )
         self._eta_mins[optimizer_index] = eta_mins
+        # with eta_min 0 the factor is the cosine alone, the same for every group
+        self.group_independent = all(value == 0 for values in self._eta_mins.values() for value in values)
 
     def lint(self, run: RunLength) -> list[str]:
         if self.T_0 is not None or not self._lengths:

@@ -38,6 +38,8 @@ class ExponentialDecay(LRScheduleCallback):
         >>> trainer = Trainer(callbacks=[ExponentialDecay(gamma=0.95)])
     """
 
+    group_independent = True
+
     def __init__(
         self,
         gamma: float,

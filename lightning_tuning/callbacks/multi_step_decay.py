@@ -42,6 +42,8 @@ class MultiStepDecay(LRScheduleCallback):
         >>> trainer = Trainer(max_epochs=90, callbacks=[MultiStepDecay(milestones=[30, 60, 80])])
     """
 
+    group_independent = True
+
     def __init__(
         self,
         milestones: list[Duration],

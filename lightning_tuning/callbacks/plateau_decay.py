@@ -89,9 +89,9 @@ class PlateauDecay(LRScheduleCallback):
             raise MisconfigurationException(
                 f"PlateauDecay: `factor={factor!r}` must lie in (0, 1): the LR is multiplied by it at each reduction."
             )
-        for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise MisconfigurationException(f"PlateauDecay: `{name}={value!r}` must be an integer >= 0.")
+        for name, count in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise MisconfigurationException(f"PlateauDecay: `{name}={count!r}` must be an integer >= 0.")
         check_positive(threshold, "threshold", "PlateauDecay", allow_zero=True)
         check_positive(eps, "eps", "PlateauDecay", allow_zero=True)
         for value in min_lr if isinstance(min_lr, list) else [min_lr]:
@@ -146,7 +146,9 @@ class PlateauDecay(LRScheduleCallback):
         self._tracker(optimizer_index).set_group_count(groups)
 
     def lr_floor(self, optimizer_index: int, group_index: int, base_lr: float) -> tuple[float, float]:
-        return self._tracker(optimizer_index).scale(group_index), self._min_lrs[optimizer_index][group_index]
+        scales = self._trackers[optimizer_index].scales
+        scale = scales[group_index] if group_index < len(scales) else 1.0
+        return scale, self._min_lrs[optimizer_index][group_index]
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -161,8 +163,8 @@ class PlateauDecay(LRScheduleCallback):
             )
         if trainer.sanity_checking:
             return
-        value = trainer.callback_metrics[self.monitor].detach().float().to(pl_module.device)
-        value = float(trainer.strategy.reduce(value, reduce_op="mean"))
+        metric = trainer.callback_metrics[self.monitor].detach().float().to(pl_module.device)
+        value = float(trainer.strategy.reduce(metric, reduce_op="mean"))
         if not math.isfinite(value):
             # a diverged run is NonFiniteLossGuard's business: cutting the LR on a NaN only hides it
             if not self._warned_non_finite:

@@ -51,6 +51,8 @@ class PolynomialDecay(LRScheduleCallback):
         >>> trainer = Trainer(max_steps=10_000, callbacks=[Warmup(500), PolynomialDecay(power=1.0)])
     """
 
+    group_independent = True
+
     def __init__(
         self,
         total_iters: Duration | None = None,
@@ -73,6 +75,8 @@ class PolynomialDecay(LRScheduleCallback):
         self._end_lrs: dict[int, list[float]] = {}
         # the new arguments join the config only when set: the state key of older checkpoints stays valid
         self._plain = self.end_lr == 0.0 and self.k_decay == 1.0
+        # an absolute end LR makes the factor depend on each group's base LR
+        self.group_independent = not any(self.end_lr) if isinstance(self.end_lr, list) else self.end_lr == 0.0
         if self.end_lr != 0.0:
             self._config["end_lr"] = self.end_lr
         if self.k_decay != 1.0:

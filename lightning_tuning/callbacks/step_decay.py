@@ -40,6 +40,8 @@ class StepDecay(LRScheduleCallback):
         >>> trainer = Trainer(max_epochs=90, callbacks=[StepDecay(step_size=30, gamma=0.1)])
     """
 
+    group_independent = True
+
     def __init__(
         self,
         step_size: Duration,

@@ -68,6 +68,8 @@ class Warmup(LRScheduleCallback):
         >>> trainer = Trainer(callbacks=[Warmup(500), CosineAnnealing(start="after_warmup")])
     """
 
+    group_independent = True
+
     is_warmup = True
 
     def __init__(
@@ -125,6 +127,8 @@ class Warmup(LRScheduleCallback):
         self._config.update(length=length, kind=kind, start_factor=self.start_factor)
         if start_lr is not None:  # only when given: the state key of older checkpoints stays valid
             self._config.update(start_lr=self.start_lr)
+        # an absolute start LR makes the factor depend on each group's base LR
+        self.group_independent = start_lr is None
 
     def end_units(self, trainer: pl.Trainer, run: RunLength, optimizer_index: int) -> int:
         """The first unit at which this warmup's factor is exactly 1, for that optimizer."""
