@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -102,8 +103,14 @@ def torch_reference(
 
 
 def quiet_trainer(**kwargs: Any) -> Trainer:
-    """A Trainer without logger, progress bar or model summary; ``kwargs`` add to or override that."""
-    return Trainer(**{"logger": False, "enable_progress_bar": False, "enable_model_summary": False, **kwargs})
+    """A Trainer without logger, progress bar or model summary; ``kwargs`` add to or override that.
+
+    Without a ``default_root_dir`` it writes (Lightning's default checkpoint) into a fresh temporary directory, never
+    into the working tree.
+    """
+    settings = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False, **kwargs}
+    settings.setdefault("default_root_dir", tempfile.mkdtemp(prefix="lightning-tuning-test-"))
+    return Trainer(**settings)
 
 
 def fit(model: LightningModule, callbacks: list[Callback], tmp_path: Any, **trainer_kwargs: Any) -> Trainer:
