@@ -19,14 +19,16 @@ epoch, no checkpointing/progress bar:
   top-level package imports torchvision (not installable next to this torch), so only ``timm/scheduler`` is loaded,
   unmodified, from the wheel given by ``--timm`` (or ``$TIMM_WHEEL``): ``pip download --no-deps timm -d /tmp/timm_dl``.
 
-Each run is instrumented (see :class:`Attribution`): the wall time inside the tool's own code is summed over the
-fit, nested calls counted once, and split into per-step and one-time work. For the pack that is, patched on the
+Each run is instrumented (see :class:`Attribution`): the CPU time of the training thread (``time.thread_time``, not
+inflated while other processes hold the CPU) and the wall time inside the tool's own code are summed over the fit,
+nested calls counted once, and split into per-step and one-time work. For the pack that is, patched on the
 classes for the duration of the run: every hook the schedule callbacks and ``TuningDashboard`` define (and their
 ``state_key``, which Lightning reads on every hook call), ``LRCoordinator.write``/``on_train_batch_end``/
 ``on_train_epoch_start``/``on_train_epoch_end``/``log``/``begin``, and the step pre/post-hook closures that
 ``LRCoordinator._before_step_hook``/``_after_step_hook`` return. For torch/timm: ``LearningRateMonitor``'s hooks (and
 ``state_key``) and Lightning's ``_TrainingEpochLoop._update_learning_rates``, which calls the schedulers' ``step``.
-The timer's own cost per timed call is measured in the same process and subtracted ("net").
+The timers' own cost per timed call is measured in the same process and subtracted ("net"). torch runs with one
+intra-op thread by default (``--threads``): on a shared 2-core machine two threads mostly wait for each other.
 
 The same runs give the end-to-end time per step: wall time between the ``on_train_batch_start`` of batch ``skip``
 and of the last batch, divided by the steps in between (the whole loop). Variants run interleaved (A,B,C,D then
@@ -215,7 +217,8 @@ class Attribution:
     """
 
     def __init__(self) -> None:
-        self.per_step = 0.0
+        self.per_step = 0.0  # wall seconds (perf_counter)
+        self.per_step_cpu = 0.0  # CPU seconds of this thread (thread_time): not inflated while others hold the CPU
         self.one_time = 0.0
         self.calls = 0
         self._depth = 0
@@ -226,15 +229,18 @@ class Attribution:
                 return function(*args, **kwargs)
             self._depth = 1
             start = time.perf_counter()
+            cpu_start = time.thread_time()
             try:
                 return function(*args, **kwargs)
             finally:
+                cpu = time.thread_time() - cpu_start
                 elapsed = time.perf_counter() - start
                 self._depth = 0
                 if one_time:
                     self.one_time += elapsed
                 else:
                     self.per_step += elapsed
+                    self.per_step_cpu += cpu
                     self.calls += 1
 
         timed.__wrapped__ = function  # type: ignore[attr-defined]
@@ -272,7 +278,7 @@ class Attribution:
                 }
                 for name in sorted(names):
                     patch(cls, name, self.wrap(getattr(cls, name), one_time=name in ONE_TIME_HOOKS))
-                key = getattr(cls, "state_key")  # a property; Lightning reads it on every hook call
+                key = cls.state_key  # a property; Lightning reads it on every hook call
                 patch(cls, "state_key", property(self.wrap(key.fget)))
             if variant.startswith("pack"):
                 for name in ("write", "on_train_batch_end", "on_train_epoch_start", "on_train_epoch_end", "log"):
@@ -281,21 +287,24 @@ class Attribution:
                 for name in ("_after_step_hook", "_before_step_hook"):
                     patch(LRCoordinator, name, self.wrap_factory(getattr(LRCoordinator, name)))
             elif variant != "bare":
-                patch(_TrainingEpochLoop, "_update_learning_rates", self.wrap(_TrainingEpochLoop._update_learning_rates))
+                patch(
+                    _TrainingEpochLoop, "_update_learning_rates", self.wrap(_TrainingEpochLoop._update_learning_rates)
+                )
             yield
 
 
-def timer_bias(samples: int = 20000) -> float:
-    """Seconds one timed call of a no-op adds to the attributed total (the timer's own cost inside the window)."""
+def timer_bias(samples: int = 20000) -> tuple[float, float]:
+    """Seconds (wall, CPU) one timed call of a no-op adds to the attributed totals (the timers' own cost)."""
     attribution = Attribution()
     noop = attribution.wrap(lambda: None)
-    values = []
+    wall, cpu = [], []
     for _ in range(5):
-        attribution.per_step = 0.0
+        attribution.per_step = attribution.per_step_cpu = 0.0
         for _ in range(samples):
             noop()
-        values.append(attribution.per_step / samples)
-    return statistics.median(values)
+        wall.append(attribution.per_step / samples)
+        cpu.append(attribution.per_step_cpu / samples)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def run_once(variant: str, steps: int, skip: int, data: MNIST1DDataModule, root: str, timm_cls: type | None) -> dict:
@@ -320,6 +329,7 @@ def run_once(variant: str, steps: int, skip: int, data: MNIST1DDataModule, root:
         "intra": timer.intra_epoch_median(),
         "fit": total,
         "own": attribution.per_step / steps,
+        "own_cpu": attribution.per_step_cpu / steps,
         "calls": attribution.calls / steps,
         "one_time": attribution.one_time,
     }
@@ -337,7 +347,8 @@ def micro(data: MNIST1DDataModule, root: str, timm_cls: type | None, calls: int,
             coordinator = coordinator_for(trainer)
             assert coordinator is not None
             plan = coordinator.plans[0]
-            assert plan is not None and len(plan.optimizer.param_groups) == 2
+            assert plan is not None
+            assert len(plan.optimizer.param_groups) == 2
             found.update(coordinator=coordinator, plan=plan, trainer=trainer)
 
     callbacks = [*pack_callbacks(), Grab()]
@@ -388,19 +399,25 @@ def micro(data: MNIST1DDataModule, root: str, timm_cls: type | None, calls: int,
     # the log runs every 10th step only, and writes to TensorBoard: fewer calls
     benches["pack_log"] = pack_log
     times: dict[str, list[float]] = {name: [] for name in benches}
+    cpu_times: dict[str, list[float]] = {name: [] for name in benches}
     for round_index in range(rounds):
         order = list(benches) if round_index % 2 == 0 else list(benches)[::-1]
         for name in order:
             n = calls // 10 if name == "pack_log" else calls
             fn = benches[name]
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.thread_time()
             for _ in range(n):
                 fn()
+            cpu_times[name].append((time.thread_time() - cpu_start) / n)
             times[name].append((time.perf_counter() - start) / n)
 
-    def cell(name: str) -> tuple[str, str]:
-        values = times[name]
-        return f"{statistics.median(values) * 1e6:.1f}", f"{min(values) * 1e6:.1f}-{max(values) * 1e6:.1f}"
+    def cell(name: str) -> tuple[str, str, str]:
+        values, cpu = times[name], cpu_times[name]
+        return (
+            f"**{statistics.median(cpu) * 1e6:.1f}**",
+            f"{min(cpu) * 1e6:.1f}-{max(cpu) * 1e6:.1f}",
+            f"{statistics.median(values) * 1e6:.1f}",
+        )
 
     rows = [
         ["pack: step post-hook + `LRCoordinator.on_train_batch_end()` (= `write(plan)`), per step", *cell("pack_step")],
@@ -410,8 +427,9 @@ def micro(data: MNIST1DDataModule, root: str, timm_cls: type | None, calls: int,
     if "timm_step" in times:
         rows.append(["timm: `CosineLRScheduler.step_update(i)`", *cell("timm_step")])
     rows.append(["pack: `LRCoordinator.log(trainer)` (every 10th step, to TensorBoard)", *cell("pack_log")])
-    found["ratio"] = statistics.median(times["pack_step"]) / statistics.median(times["torch_step"])
-    rows.append(["ratio pack per-step work / torch `step()`", f"**{found['ratio']:.2f}**", ""])
+    ratio = statistics.median(cpu_times["pack_step"]) / statistics.median(cpu_times["torch_step"])
+    wall_ratio = statistics.median(times["pack_step"]) / statistics.median(times["torch_step"])
+    rows.append(["ratio: pack per-step work / torch `step()`", f"**{ratio:.2f}**", "", f"{wall_ratio:.2f}"])
     return rows
 
 
@@ -422,8 +440,10 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=10, help="first steps left out of the end-to-end timing")
     parser.add_argument("--timm", default=os.environ.get("TIMM_WHEEL"), help="path of a timm wheel")
     parser.add_argument("--quick", action="store_true", help="smoke mode: 108 steps, 2 repeats")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: the machine is shared)")
     parser.add_argument("--out", default="overhead.md", help="file name under benchmarks/results/")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     steps, repeats = (108, 2) if args.quick else (args.steps, args.repeats)
     timm_cls, timm_note = load_timm_cosine(args.timm)
     variants = ["bare", "pack", "pack_no_dashboard", "torch"] + (["timm"] if timm_cls is not None else [])
@@ -440,18 +460,22 @@ def main() -> None:
             print(
                 f"round {round_index + 1}/{repeats}: "
                 + ", ".join(
-                    f"{v} {results[v][-1]['per_step'] * 1e3:.2f} ms ({results[v][-1]['own'] * 1e6:.0f} us own)"
+                    f"{v} {results[v][-1]['per_step'] * 1e3:.2f} ms ({results[v][-1]['own_cpu'] * 1e6:.0f} us CPU own)"
                     for v in variants
                 ),
                 file=sys.stderr,
             )
         micro_rows = micro(data, root, timm_cls, calls=2000 if args.quick else 20000, rounds=3 if args.quick else 7)
-    bias = statistics.median([bias, timer_bias()])
+    second = timer_bias()
+    bias, bias_cpu = statistics.median([bias[0], second[0]]), statistics.median([bias[1], second[1]])
 
     def med(variant: str, key: str) -> float:
         return statistics.median(r[key] for r in results[variant])
 
     def net(run: dict) -> float:
+        return run["own_cpu"] - run["calls"] * bias_cpu
+
+    def net_wall(run: dict) -> float:
         return run["own"] - run["calls"] * bias
 
     def spread(values: list[float], scale: float, fmt: str) -> str:
@@ -461,12 +485,13 @@ def main() -> None:
     for variant in variants[1:]:
         runs = results[variant]
         nets = [net(r) for r in runs]
+        walls = [net_wall(r) for r in runs]
         own_rows.append(
             [
                 f"`{variant}`",
                 f"**{statistics.median(nets) * 1e6:.1f}**",
                 spread(nets, 1e6, ".1f"),
-                f"{med(variant, 'own') * 1e6:.1f}",
+                f"{statistics.median(walls) * 1e6:.1f} ({spread(walls, 1e6, '.0f')})",
                 f"{med(variant, 'calls'):.1f}",
                 f"{statistics.median(r['own'] / r['per_step'] for r in runs) * 100:.2f}%",
                 f"{med(variant, 'one_time') * 1e3:.0f}",
@@ -476,6 +501,8 @@ def main() -> None:
     pack_dash_net = statistics.median(net(r) for r in results["pack"])
     torch_net = statistics.median(net(r) for r in results["torch"])
     paired = [net(p) / net(t) for p, t in zip(results["pack_no_dashboard"], results["torch"], strict=True)]
+    pack_wall = statistics.median(net_wall(r) for r in results["pack_no_dashboard"])
+    torch_wall = statistics.median(net_wall(r) for r in results["torch"])
 
     bare, bare_intra = med("bare", "per_step"), med("bare", "intra")
     e2e_rows = []
@@ -502,7 +529,8 @@ def main() -> None:
         f"(Warmup + CosineAnnealing + PlateauDecay) {pack_net * 1e6:.1f} µs vs torch {torch_net * 1e6:.1f} µs: "
         f"ratio {pack_net / torch_net:.2f} (median of paired per-round ratios {statistics.median(paired):.2f}; "
         f"<= torch: **{verdict(pack_net <= torch_net)}**); <= 30 µs: **{verdict(pack_net <= 30e-6)}**. With "
-        f"TuningDashboard: {pack_dash_net * 1e6:.1f} µs."
+        f"TuningDashboard: {pack_dash_net * 1e6:.1f} µs. In wall time: pack {pack_wall * 1e6:.1f} µs vs torch "
+        f"{torch_wall * 1e6:.1f} µs (ratio {pack_wall / torch_wall:.2f})."
     )
     text = "\n".join(
         [
@@ -523,20 +551,23 @@ def main() -> None:
             "",
             "## Time inside each tool's own code per optimizer step",
             "",
-            "Wall time inside the variant's own code during the fit, nested calls counted once, divided by the "
-            "optimizer steps. Pack: the hooks its callbacks define and their `state_key`, `LRCoordinator.write`/"
+            "CPU time of the training thread (`time.thread_time`: not inflated while other processes hold the "
+            "CPU, which on this shared machine they mostly do) inside the variant's own code during the fit, nested "
+            "calls counted once, divided by the optimizer steps; the wall time (`perf_counter`) of the same calls "
+            "next to it. Pack: the hooks its callbacks define and their `state_key`, `LRCoordinator.write`/"
             "`on_train_batch_end`/`on_train_epoch_start`/`on_train_epoch_end`/`log`, and the step post-hook closure "
             "(patched on the classes for the run). Torch: `LearningRateMonitor`'s hooks and `state_key`, and "
             "Lightning's `_update_learning_rates` (which calls both schedulers' `step`). One-time work (`setup`, "
             "`on_fit_start`, `on_train_start`, `begin`, `on_fit_end`, ...) is kept apart. 'net' takes out the "
-            f"timer's own cost, {bias * 1e9:.0f} ns per timed call measured in this process.",
+            f"timers' own cost, {bias_cpu * 1e9:.0f} ns CPU / {bias * 1e9:.0f} ns wall per timed call, measured in "
+            "this process.",
             "",
             md_table(
                 [
                     "variant",
-                    "net µs/step (median)",
-                    "net min-max",
-                    "raw µs/step",
+                    "net CPU µs/step (median)",
+                    "min-max",
+                    "net wall µs/step (min-max)",
                     "timed calls/step",
                     "share of the step",
                     "one-time ms",
@@ -549,9 +580,10 @@ def main() -> None:
             "## Per-step Python cost alone (micro-benchmark, interleaved)",
             "",
             "In a tight loop on the two-group optimizer of a finished pack fit (Warmup + Cosine + Plateau), against "
-            "torch's `SequentialLR` on an AdamW of two groups. µs per call, median and min-max of the rounds.",
+            "torch's `SequentialLR` on an AdamW of two groups, both in the middle of a long cosine after the warmup. "
+            "CPU µs per call (thread time), median and min-max of the interleaved rounds; wall µs next to it.",
             "",
-            md_table(["what", "µs per call", "min-max"], micro_rows),
+            md_table(["what", "CPU µs per call", "min-max", "wall µs per call"], micro_rows),
             "",
             "## End to end (whole training loop per step)",
             "",
