@@ -222,8 +222,12 @@ class Attribution:
         self.one_time = 0.0
         self.calls = 0
         self._depth = 0
+        # per timed function: [CPU seconds, calls], per-step work only
+        self.by_name: dict[str, list[float]] = {}
 
-    def wrap(self, function: Callable[..., Any], one_time: bool = False) -> Callable[..., Any]:
+    def wrap(self, function: Callable[..., Any], one_time: bool = False, label: str = "") -> Callable[..., Any]:
+        entry = self.by_name.setdefault(label or function.__qualname__, [0.0, 0])
+
         def timed(*args: Any, **kwargs: Any) -> Any:
             if self._depth:
                 return function(*args, **kwargs)
@@ -242,6 +246,8 @@ class Attribution:
                     self.per_step += elapsed
                     self.per_step_cpu += cpu
                     self.calls += 1
+                    entry[0] += cpu
+                    entry[1] += 1
 
         timed.__wrapped__ = function  # type: ignore[attr-defined]
         return timed
@@ -250,7 +256,7 @@ class Attribution:
         """Wrap a method that RETURNS a hook (``_after_step_hook``): the hook it returns is timed."""
 
         def make(*args: Any, **kwargs: Any) -> Callable[..., Any]:
-            return self.wrap(factory(*args, **kwargs))
+            return self.wrap(factory(*args, **kwargs), label=f"{factory.__qualname__} closure")
 
         return make
 
@@ -277,9 +283,12 @@ class Attribution:
                     if name.startswith("on_") or name in ("setup", "teardown")
                 }
                 for name in sorted(names):
-                    patch(cls, name, self.wrap(getattr(cls, name), one_time=name in ONE_TIME_HOOKS))
+                    hook = self.wrap(
+                        getattr(cls, name), one_time=name in ONE_TIME_HOOKS, label=f"{cls.__name__}.{name}"
+                    )
+                    patch(cls, name, hook)
                 key = cls.state_key  # a property; Lightning reads it on every hook call
-                patch(cls, "state_key", property(self.wrap(key.fget)))
+                patch(cls, "state_key", property(self.wrap(key.fget, label=f"{cls.__name__}.state_key")))
             if variant.startswith("pack"):
                 for name in ("write", "on_train_batch_end", "on_train_epoch_start", "on_train_epoch_end", "log"):
                     patch(LRCoordinator, name, self.wrap(getattr(LRCoordinator, name)))
@@ -332,6 +341,7 @@ def run_once(variant: str, steps: int, skip: int, data: MNIST1DDataModule, root:
         "own_cpu": attribution.per_step_cpu / steps,
         "calls": attribution.calls / steps,
         "one_time": attribution.one_time,
+        "by_name": {name: (cpu / steps, calls / steps) for name, (cpu, calls) in attribution.by_name.items() if calls},
     }
 
 
@@ -504,6 +514,17 @@ def main() -> None:
     pack_wall = statistics.median(net_wall(r) for r in results["pack_no_dashboard"])
     torch_wall = statistics.median(net_wall(r) for r in results["torch"])
 
+    breakdown_rows = []
+    for variant in ("pack_no_dashboard", "torch"):
+        names = sorted({name for r in results[variant] for name in r["by_name"]})
+        entries = []
+        for name in names:
+            cpu = statistics.median(r["by_name"].get(name, (0.0, 0.0))[0] for r in results[variant])
+            calls = statistics.median(r["by_name"].get(name, (0.0, 0.0))[1] for r in results[variant])
+            entries.append((cpu - calls * bias_cpu, calls, name))
+        for cpu, calls, name in sorted(entries, reverse=True)[:8]:
+            breakdown_rows.append([f"`{variant}`", f"`{name}`", f"{cpu * 1e6:.1f}", f"{calls:.2f}"])
+
     bare, bare_intra = med("bare", "per_step"), med("bare", "intra")
     e2e_rows = []
     for variant in variants:
@@ -576,6 +597,11 @@ def main() -> None:
             ),
             "",
             goals,
+            "",
+            "Where it goes (the largest items; net CPU µs per optimizer step, medians over the rounds; calls per "
+            "step; nested calls are inside their caller's line):",
+            "",
+            md_table(["variant", "function", "net CPU µs/step", "calls/step"], breakdown_rows),
             "",
             "## Per-step Python cost alone (micro-benchmark, interleaved)",
             "",

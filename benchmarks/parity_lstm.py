@@ -22,6 +22,9 @@ measures; the per-epoch time inside the loop (``on_train_epoch_start`` to the ne
 too. Medians and min-max over the rounds; the difference to ``bare`` is the median of the per-round paired
 differences.
 
+torch runs with one intra-op thread by default (``--threads``): on a shared 2-core machine two threads mostly wait
+for each other.
+
 Run: ``python benchmarks/parity_lstm.py`` (about 3 min on a quiet 2-core machine), ``--quick`` for a smoke run;
 results go to ``benchmarks/results/parity_lstm.md``.
 """
@@ -140,8 +143,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10, help="interleaved rounds of all variants")
     parser.add_argument("--quick", action="store_true", help="smoke mode: 2 rounds")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: the machine is shared)")
     parser.add_argument("--out", default="parity_lstm.md", help="file name under benchmarks/results/")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     repeats = 2 if args.quick else args.repeats
     train, val = average_data(SEQUENCES, seed=0), average_data(VAL_SEQUENCES, seed=1)
     results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
