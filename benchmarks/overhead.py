@@ -224,6 +224,12 @@ class Attribution:
         self._depth = 0
         # per timed function: [CPU seconds, calls], per-step work only
         self.by_name: dict[str, list[float]] = {}
+        self.marked: tuple[float, float, int, dict[str, tuple[float, float]]] = (0.0, 0.0, 0, {})
+
+    def mark(self) -> None:
+        """Remember the totals so far: what comes after is the steady state (first-call costs left out)."""
+        by_name = {name: (cpu, calls) for name, (cpu, calls) in self.by_name.items()}
+        self.marked = (self.per_step, self.per_step_cpu, self.calls, by_name)
 
     def wrap(self, function: Callable[..., Any], one_time: bool = False, label: str = "") -> Callable[..., Any]:
         entry = self.by_name.setdefault(label or function.__qualname__, [0.0, 0])
@@ -320,28 +326,49 @@ def run_once(variant: str, steps: int, skip: int, data: MNIST1DDataModule, root:
     torch.manual_seed(0)
     model, callbacks = build(variant, steps, timm_cls)
     timer = make_step_timer(skip)
+    attribution = Attribution()
+
+    class Mark(Callback):
+        """At the start of batch ``skip``: the per-step totals from here on are the steady state."""
+
+        def __init__(self) -> None:
+            self.batches = 0
+
+        def on_train_batch_start(self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            if self.batches == skip:
+                attribution.mark()
+            self.batches += 1
+
     trainer = quiet_trainer(
         max_steps=steps,
         max_epochs=-1,
         logger=TensorBoardLogger(root, name=variant),
         log_every_n_steps=10,
-        callbacks=[timer, *callbacks],  # the timer first: its batch start is the start of the iteration
+        # the timer and the mark first: their batch start is the start of the iteration
+        callbacks=[timer, Mark(), *callbacks],
     )
-    attribution = Attribution()
     start = time.perf_counter()
     with attribution.instrument(variant, callbacks):
         trainer.fit(model, datamodule=data)
     total = time.perf_counter() - start
     assert trainer.global_step == steps, (variant, trainer.global_step)
+    wall0, cpu0, calls0, by_name0 = attribution.marked
+    counted = steps - skip
+    by_name = {}
+    for name, (cpu, calls) in attribution.by_name.items():
+        cpu_before, calls_before = by_name0.get(name, (0.0, 0))
+        if calls - calls_before:
+            by_name[name] = ((cpu - cpu_before) / counted, (calls - calls_before) / counted)
     return {
         "per_step": timer.per_step(),
         "intra": timer.intra_epoch_median(),
         "fit": total,
-        "own": attribution.per_step / steps,
-        "own_cpu": attribution.per_step_cpu / steps,
-        "calls": attribution.calls / steps,
+        "own": (attribution.per_step - wall0) / counted,
+        "own_cpu": (attribution.per_step_cpu - cpu0) / counted,
+        "calls": (attribution.calls - calls0) / counted,
+        "first_steps_cpu": cpu0,
         "one_time": attribution.one_time,
-        "by_name": {name: (cpu / steps, calls / steps) for name, (cpu, calls) in attribution.by_name.items() if calls},
+        "by_name": by_name,
     }
 
 
@@ -455,6 +482,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps, repeats = (108, 2) if args.quick else (args.steps, args.repeats)
+    skip = args.skip
     timm_cls, timm_note = load_timm_cosine(args.timm)
     variants = ["bare", "pack", "pack_no_dashboard", "torch"] + (["timm"] if timm_cls is not None else [])
     results: dict[str, list[dict]] = {v: [] for v in variants}
@@ -504,6 +532,7 @@ def main() -> None:
                 f"{statistics.median(walls) * 1e6:.1f} ({spread(walls, 1e6, '.0f')})",
                 f"{med(variant, 'calls'):.1f}",
                 f"{statistics.median(r['own'] / r['per_step'] for r in runs) * 100:.2f}%",
+                f"{med(variant, 'first_steps_cpu') * 1e3:.1f}",
                 f"{med(variant, 'one_time') * 1e3:.0f}",
             ]
         )
@@ -574,8 +603,11 @@ def main() -> None:
             "",
             "CPU time of the training thread (`time.thread_time`: not inflated while other processes hold the "
             "CPU, which on this shared machine they mostly do) inside the variant's own code during the fit, nested "
-            "calls counted once, divided by the optimizer steps; the wall time (`perf_counter`) of the same calls "
-            "next to it. Pack: the hooks its callbacks define and their `state_key`, `LRCoordinator.write`/"
+            "calls counted once, per optimizer step in the steady state: from the start of batch `skip` "
+            f"({skip}) to the end of the fit, validation epochs included; the first {skip} steps (the first LR "
+            "write and log, where the TensorBoard writer is created) are shown apart, in ms of CPU. The wall time "
+            "(`perf_counter`) of the same calls is next to it. Pack: the hooks its callbacks define and their "
+            "`state_key`, `LRCoordinator.write`/"
             "`on_train_batch_end`/`on_train_epoch_start`/`on_train_epoch_end`/`log`, and the step post-hook closure "
             "(patched on the classes for the run). Torch: `LearningRateMonitor`'s hooks and `state_key`, and "
             "Lightning's `_update_learning_rates` (which calls both schedulers' `step`). One-time work (`setup`, "
@@ -591,7 +623,8 @@ def main() -> None:
                     "net wall µs/step (min-max)",
                     "timed calls/step",
                     "share of the step",
-                    "one-time ms",
+                    "first steps, CPU ms",
+                    "one-time wall ms",
                 ],
                 own_rows,
             ),
