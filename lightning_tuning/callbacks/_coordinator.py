@@ -174,7 +174,9 @@ class _Plan:
         for callback in self.floors:
             scale, min_lr = callback.lr_floor(index, group_index, base)
             if scale != 1.0:  # a floor at scale 1 is max(lr, min(min_lr, lr)) = lr
-                lr = max(lr * scale, min(min_lr, lr))
+                lowest = lr if lr < min_lr else min_lr  # max(lr * scale, min(min_lr, lr)) without builtin calls
+                scaled = lr * scale
+                lr = lowest if lowest > scaled else scaled
         momentum = None
         for callback in self.momentum:
             value = callback.momentum(progress, index, group_index)

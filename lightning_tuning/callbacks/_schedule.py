@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import lightning.pytorch as pl
@@ -129,7 +130,6 @@ class LRScheduleCallback(Callback):
         # one step of each optimizer per batch, which the coordinator checks after the first epoch
         self.uses_run_length = False
         self._coordinator: LRCoordinator | None = None
-        self._state_key: str | None = None
         self._last_steps: list[int] = []
         # step counts read from a checkpoint, handed to the coordinator when training starts
         self.restored_steps: list[int] = []
@@ -272,16 +272,12 @@ class LRScheduleCallback(Callback):
 
     # ---- Lightning hooks --------------------------------------------------------------------------------------
 
-    @property
-    @override
+    @cached_property
     def state_key(self) -> str:
         # The config is part of the key so that two instances of one class coexist in a checkpoint. Lightning reads
-        # the key on every hook call (profiler names): it is built once, when first asked for.
-        if self._state_key is None:
-            self._state_key = self._generate_state_key(
-                optimizers=self.optimizers, config=repr(sorted(self._config.items()))
-            )
-        return self._state_key
+        # the key on every hook call of every callback (profiler names), about 20 times per step for three
+        # schedules: built once when first asked for, then a plain instance attribute.
+        return self._generate_state_key(optimizers=self.optimizers, config=repr(sorted(self._config.items())))
 
     def _state_key_prefix(self) -> str:
         return f"{type(self).__qualname__}{{'optimizers': {self.optimizers!r}, 'config': "
