@@ -1,5 +1,5 @@
-"""The range test's suggestion rules: scripted curves with a known falling stretch, and least squares, where a full-batch
-SGD step diverges above 2/h (h the top Hessian eigenvalue, computed here with ``torch.linalg.eigvalsh``)."""
+"""The range test's suggestion rules: scripted curves with a known falling stretch, and least squares, where a
+full-batch SGD step diverges above 2/h (h the top Hessian eigenvalue, computed here with ``torch.linalg.eigvalsh``)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import copy
 import math
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -273,9 +273,14 @@ class LRRangeTest(Callback):
                 arguments = (batch, batch_index) if takes_index else (batch,)
                 output = trainer.strategy.training_step(*arguments)
                 batch_index += 1
-                loss = output["loss"] if isinstance(output, dict) else output
-                if loss is None:  # Lightning skips the batch: no backward, no step
+                loss = output.get("loss") if isinstance(output, Mapping) else output
+                if output is None:  # Lightning skips the batch: no backward, no step
                     continue
+                if not isinstance(loss, torch.Tensor):
+                    raise MisconfigurationException(
+                        f"LRRangeTest: training_step returned {type(loss).__name__}; return the loss as a tensor, a "
+                        "dict with a 'loss' tensor, or None to skip the batch."
+                    )
                 scaled = loss / accumulate
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 tally += torch.stack([loss.detach().float(), torch.ones((), device=loss.device)]).to(device)
