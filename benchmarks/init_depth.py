@@ -5,6 +5,11 @@ std at init (first/middle/last hidden layer), the first-layer gradient std at in
 budget of SGD steps. Prints a markdown table and writes ``benchmarks/results/init_depth.md`` and ``.json``.
 
 Run: ``python benchmarks/init_depth.py [--steps 300 --seeds 3 --width 128]`` (about 6 minutes on 2 CPU cores).
+
+``python benchmarks/init_depth.py --activations`` measures instead the gain rule of ``nonlinearity: auto`` on a
+20-layer MLP of width 256 for GELU, SiLU, Tanh, ReLU and LeakyReLU with N(0, 1) input: the std of every layer's output
+relative to the input's, with the activation's gain on the first layer (the rule before issue 14) and without it (the
+current rule), over 10 seeds; writes ``benchmarks/results/init_activations.md`` (seconds).
 """
 
 from __future__ import annotations
@@ -105,7 +110,71 @@ def run(depth: int, init: str, seed: int, data: dict, steps: int, width: int) ->
     }  # fmt: skip
 
 
+ACTIVATIONS = {
+    "GELU": nn.GELU,
+    "SiLU": nn.SiLU,
+    "Tanh": nn.Tanh,
+    "ReLU": nn.ReLU,
+    "LeakyReLU(0.01)": lambda: nn.LeakyReLU(0.01),
+}
+
+
+def activation_depth(activation: str, seed: int, rule: str, depth: int = 20, width: int = 256) -> list[float]:
+    """Layer output std / input std for a ``[Linear(width, width), act] * depth`` net under He with ``auto`` gains."""
+    from lightning_tuning.init import apply_plan, build_plan, parse_rules, trace_activations
+
+    rules = parse_rules(
+        [{"modules": ["linear"], "weight": "kaiming_normal", "weight_args": {"nonlinearity": "auto"}, "bias": "zeros"}]
+    )
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Linear(width, width), ACTIVATIONS[activation]()]
+    net = nn.Sequential(*layers)
+    x = torch.randn(1024, width, generator=torch.Generator().manual_seed(1000 + seed))
+    names = [str(2 * i) for i in range(depth)]
+    with torch.no_grad():
+        trace = trace_activations(net, names, lambda: net(x))
+    gains = trace.input_activation if rule == "input" else trace.activation
+    apply_plan(net, build_plan(net, rules).entries, seed, gains)
+    stds: list[float] = []
+    hooks = [net[int(n)].register_forward_hook(lambda _m, _i, out: stds.append(out.std().item())) for n in names]
+    with torch.no_grad():
+        net(x)
+    for hook in hooks:
+        hook.remove()
+    return [s / x.std().item() for s in stds]
+
+
+def activations_table(seeds: int = 10) -> str:
+    lines = [
+        machine_header(),
+        "",
+        f"20 x [Linear(256, 256), activation], kaiming_normal with `nonlinearity: auto`, biases 0, input N(0, 1) of"
+        f" 1024 x 256, {seeds} seeds. Layer output std / input std: layer 1, layer 20 (median over seeds), and the"
+        " lowest and highest value of any layer over all seeds.",
+        "",
+        "| activation | gain rule | layer 1 | layer 20 (median) | min any layer | max any layer |",
+        "|---|---|---|---|---|---|",
+    ]
+    for activation in ACTIVATIONS:
+        for rule, label in (("following", "gain on every layer (before)"), ("input", "input's activation (now)")):
+            runs = [activation_depth(activation, seed, rule) for seed in range(seeds)]
+            lines.append(
+                f"| {activation} | {label} | {statistics.median(r[0] for r in runs):.2f}"
+                f" | {statistics.median(r[-1] for r in runs):.2f} | {min(min(r) for r in runs):.2f}"
+                f" | {max(max(r) for r in runs):.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if "--activations" in sys.argv:
+        torch.set_num_threads(1)
+        table = activations_table()
+        print(table)
+        out = Path(__file__).parent / "results" / "init_activations.md"
+        out.write_text(table + "\n")
+        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--depths", type=int, nargs="+", default=[10, 20, 30])
     parser.add_argument("--seeds", type=int, default=3)

@@ -10,10 +10,6 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.demos.boring_classes import BoringModel
@@ -27,6 +23,7 @@ from lightning_tuning import (
     StepDecay,
     Warmup,
 )
+from lightning_tuning.plotting import new_figure, render_rgb, save_png
 from lightning_tuning.preview import preview_schedule
 
 OUT = Path(__file__).parent / "figures"
@@ -65,7 +62,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, variants in FIGURES.items():
         show_momentum = name == "one_cycle"
-        figure, axes = plt.subplots(2 if show_momentum else 1, 1, figsize=(7, 5 if show_momentum else 3), squeeze=False)
+        figure = new_figure(7, 5 if show_momentum else 3, what="docs/make_figures.py")
+        axes = figure.subplots(2 if show_momentum else 1, 1, squeeze=False)
         for label, callbacks in variants.items():
             with TemporaryDirectory() as tmp:
                 trainer = Trainer(
@@ -80,9 +78,9 @@ def main() -> None:
                     callbacks=callbacks,
                 )
                 preview = preview_schedule(trainer, Model())
-            axes[0][0].plot(preview.columns["lr/SGD/pg0"], label=label)
+            axes[0][0].plot(preview.columns["lr-SGD"], label=label)
             if show_momentum:
-                axes[1][0].plot(preview.columns["momentum/SGD/pg0"], label=label, color="tab:orange")
+                axes[1][0].plot(preview.columns["lr-SGD-momentum"], label=label, color="tab:orange")
                 axes[1][0].set_ylabel("momentum")
         axes[0][0].set_ylabel("learning rate")
         axes[-1][0].set_xlabel("optimizer step (40 per epoch)")
@@ -90,8 +88,7 @@ def main() -> None:
         for row in axes:
             row[0].grid(alpha=0.3)
         figure.tight_layout()
-        figure.savefig(OUT / f"{name}.png", dpi=90)
-        plt.close(figure)
+        save_png(render_rgb(figure, dpi=90), OUT / f"{name}.png")
         print(f"wrote {OUT / name}.png")
 
 

@@ -1,18 +1,21 @@
 """Real-browser check of the TensorBoard dashboard: train, serve with ``tensorboard``, screenshot in headless Chromium.
 
-What it does:
+What it does, for two runs:
 
-1. trains the MNIST-1D quickstart through the package's CLI with a warmup + plateau-decay schedule and He init
-   layered on top (``configs/quickstart.yaml`` + ``configs/schedules/warmup_plateau.yaml`` +
-   ``configs/init/he.yaml``; the CLI adds the ``TuningDashboard``), checks that the event files hold ``lr/...``,
-   ``plateau/...`` and ``init/...`` scalars, the custom-scalars layout and an hparams session, then runs
-   ``lr_find`` into the same log root (skipped if ``lightning_tuning.lr_find`` does not exist);
-2. starts a real ``tensorboard`` server on the log root (on a free port; always stopped at the end);
-3. takes screenshots in headless Chromium (Debian: ``apt-get install -y chromium``) of the custom-scalars tab, the
-   scalars tab filtered to the LR, the hparams tab and the images tab, and writes them to
-   ``<out>/{custom_scalars,lr_scalars,hparams,images}.png``.
+1. **quickstart**: trains the MNIST-1D quickstart through the package's CLI with a warmup + plateau-decay schedule
+   and He init layered on top (``configs/quickstart.yaml`` + ``configs/schedules/warmup_plateau.yaml`` +
+   ``configs/init/he.yaml``; the CLI adds the ``TuningDashboard``), then runs ``lr_find`` into the same log root
+   (skipped if ``lightning_tuning.lr_find`` does not exist);
+2. **GAN**: trains :class:`lightning_tuning.demos.RingGAN`, a GAN written like third-party code (manual optimization,
+   two Adam optimizers, ``d_loss``/``g_loss``), through the same CLI with a warmup on both optimizers and a cosine
+   on the discriminator only;
+3. checks each run's event files: ``lr-*`` (LearningRateMonitor's names) and ``lr_planned/*`` scalars, the
+   custom-scalars layout and an hparams session (plus ``plateau/*`` and ``init/*`` for the quickstart);
+4. serves each log root with a real ``tensorboard`` (a free port, every scalar point kept, always stopped at the
+   end) and screenshots it in headless Chromium (Debian: ``apt-get install -y chromium``), into
+   ``<out>/{custom_scalars,lr_scalars,hparams,images}.png`` and ``<out>/gan_{custom_scalars,lr_scalars}.png``.
 
-Not part of CI (about a minute on a 2-core CPU). Run from the repository root::
+Not part of CI (a few minutes on a 2-core CPU). Run from the repository root::
 
     python docs/screenshots.py                      # writes docs/screenshots/*.png
     python docs/screenshots.py --out /tmp/shots --epochs 10 --keep-logs
@@ -45,12 +48,42 @@ MAX_PNG_BYTES = 400_000
 # the LR's warmup ramp and plateau drop show as they are; ``tagFilter`` is the scalars tab's tag regex (the
 # ``regexInput`` parameter filters runs, not tags).
 SHOTS: dict[str, tuple[str, str]] = {
-    "custom_scalars": ("#custom_scalars&_smoothingWeight=0", "1400,2300"),
-    "lr_scalars": ("#scalars&tagFilter=lr&_smoothingWeight=0", "1400,760"),
+    "custom_scalars": ("#custom_scalars&_smoothingWeight=0&_ignoreYOutliers=false", "1400,2300"),
+    "lr_scalars": ("#scalars&tagFilter=%5Elr&_smoothingWeight=0&_ignoreYOutliers=false", "1400,1100"),
     "hparams": ("#hparams", "1800,500"),
     "images": ("#images", "1400,900"),
 }
-REQUIRED_PREFIXES = ("lr/", "plateau/", "init/")
+GAN_SHOTS: dict[str, tuple[str, str]] = {
+    "gan_custom_scalars": ("#custom_scalars&_smoothingWeight=0&_ignoreYOutliers=false", "1400,1500"),
+    "gan_lr_scalars": ("#scalars&tagFilter=%5Elr&_smoothingWeight=0&_ignoreYOutliers=false", "1400,1100"),
+}
+REQUIRED_PREFIXES = ("lr-", "lr_planned/", "plateau/", "init/")
+GAN_REQUIRED_PREFIXES = ("lr-Adam", "lr-Adam-1", "lr_planned/lr-Adam", "lr_planned/lr-Adam-1", "d_loss", "g_loss")
+# A third-party-style module through the same CLI: the schedule comes from the config, the module is untouched.
+GAN_CONFIG = """\
+seed_everything: 0
+trainer:
+  max_epochs: {epochs}
+  accelerator: cpu
+  devices: 1
+  log_every_n_steps: 10
+  enable_checkpointing: false
+schedule:
+  - class_path: lightning_tuning.Warmup
+    init_args:
+      length: 10%
+  - class_path: lightning_tuning.CosineAnnealing
+    init_args:
+      start: after_warmup
+      optimizers: [1]
+model:
+  class_path: lightning_tuning.demos.RingGAN
+data:
+  class_path: lightning_tuning.demos.RingDataModule
+  init_args:
+    num_samples: 2048
+    batch_size: 64
+"""
 
 
 def run_cli(args: list[str], log: Path) -> None:
@@ -58,15 +91,17 @@ def run_cli(args: list[str], log: Path) -> None:
     command = [sys.executable, "-m", "lightning_tuning", *args]
     print("$", " ".join(command), flush=True)
     start = time.monotonic()
+    # one thread per process: small models train faster without thread contention on a shared CPU
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with log.open("w") as out:
-        code = subprocess.call(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        code = subprocess.call(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     if code != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
         sys.exit(f"command failed with exit code {code}; last lines of {log}:\n{tail}")
     print(f"  done in {time.monotonic() - start:.0f} s", flush=True)
 
 
-def check_events(version_dir: Path) -> None:
+def check_events(version_dir: Path, required: tuple[str, ...] = REQUIRED_PREFIXES) -> None:
     """Exit unless the run's event files hold the scalars, layout and hparams session the dashboard promises."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -76,7 +111,7 @@ def check_events(version_dir: Path) -> None:
     scalars: list[str] = tags["scalars"]
     problems = [
         f"no scalar tag starts with {prefix!r}"
-        for prefix in REQUIRED_PREFIXES
+        for prefix in required
         if not any(tag.startswith(prefix) for tag in scalars)
     ]
     if "custom_scalars__config__" not in tags["tensors"]:
@@ -113,6 +148,7 @@ def tensorboard_server(logdir: Path, log: Path, timeout: float = 120.0) -> Itera
     command = [str(executable) if executable.exists() else "tensorboard"]
     port = free_port()
     command += ["--logdir", str(logdir), "--port", str(port), "--bind_all", "--reload_interval", "2"]
+    command += ["--samples_per_plugin", "scalars=100000"]  # every point (0 would mean none): full step resolution
     print("$", " ".join(command), flush=True)
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -186,40 +222,56 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots", help="folder for the PNGs")
     parser.add_argument("--epochs", type=int, default=25, help="training epochs (25 gives one plateau reduction)")
     parser.add_argument("--num-samples", type=int, default=2000, help="MNIST-1D samples (train+val+test)")
+    parser.add_argument("--gan-epochs", type=int, default=20, help="GAN training epochs (32 batches each)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary log root and print its path")
+    parser.add_argument("--logs", type=Path, help="a log root kept by an earlier --keep-logs run: screenshot it again")
     args = parser.parse_args(argv)
 
     chromium = find_chromium()
     args.out.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="lightning-tuning-screenshots-"))
+    root = args.logs or Path(tempfile.mkdtemp(prefix="lightning-tuning-screenshots-"))
     try:
-        common = ["--trainer.default_root_dir", str(root), "--data.init_args.num_samples", str(args.num_samples)]
-        run_cli(
-            [
-                "fit",
-                "--config", "configs/quickstart.yaml",
-                "--config", "configs/schedules/warmup_plateau.yaml",
-                "--config", "configs/init/he.yaml",
-                "--trainer.max_epochs", str(args.epochs),
-                "--trainer.log_every_n_steps", "1",  # the 5% warmup is only a few steps long
-                *common,
-            ],
-            root / "fit.log",
-        )  # fmt: skip
-        check_events(root / "lightning_logs" / "version_0")
-        if importlib.util.find_spec("lightning_tuning.lr_find") is not None:
-            run_cli(["lr_find", "--config", "configs/quickstart.yaml", *common], root / "lr_find.log")
-        else:
-            print("lightning_tuning.lr_find not found: no LR range test run")
-
+        if args.logs is None:
+            train(root, args)
+        gan_root = root / "gan"
         with tensorboard_server(root / "lightning_logs", root / "tensorboard.log") as base:
             for name, (fragment, window) in SHOTS.items():
                 screenshot(chromium, f"{base}/{fragment}", args.out / f"{name}.png", window)
+        with tensorboard_server(gan_root / "lightning_logs", root / "tensorboard_gan.log") as base:
+            for name, (fragment, window) in GAN_SHOTS.items():
+                screenshot(chromium, f"{base}/{fragment}", args.out / f"{name}.png", window)
     finally:
-        if args.keep_logs:
+        if args.keep_logs or args.logs is not None:
             print(f"logs kept in {root}  (tensorboard --logdir {root / 'lightning_logs'})")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def train(root: Path, args: argparse.Namespace) -> None:
+    """Train the quickstart (and its LR range test) and the GAN into ``root``; check their event files."""
+    common = ["--trainer.default_root_dir", str(root), "--data.init_args.num_samples", str(args.num_samples)]
+    run_cli(
+        [
+            "fit",
+            "--config", "configs/quickstart.yaml",
+            "--config", "configs/schedules/warmup_plateau.yaml",
+            "--config", "configs/init/he.yaml",
+            "--trainer.max_epochs", str(args.epochs),
+            *common,
+        ],
+        root / "fit.log",
+    )  # fmt: skip
+    check_events(root / "lightning_logs" / "version_0")
+    if importlib.util.find_spec("lightning_tuning.lr_find") is not None:
+        run_cli(["lr_find", "--config", "configs/quickstart.yaml", *common], root / "lr_find.log")
+    else:
+        print("lightning_tuning.lr_find not found: no LR range test run")
+
+    gan_root = root / "gan"
+    gan_config = root / "gan.yaml"
+    gan_config.write_text(GAN_CONFIG.format(epochs=args.gan_epochs))
+    run_cli(["fit", "--config", str(gan_config), "--trainer.default_root_dir", str(gan_root)], root / "gan_fit.log")
+    check_events(gan_root / "lightning_logs" / "version_0", GAN_REQUIRED_PREFIXES)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Schedule preview: the whole LR/momentum curve of a configured run, computed without training.
 
 ``python -m lightning_tuning preview --config FILE`` sets the run up exactly as ``fit`` would (model, data,
-optimizers, callbacks), stops before the first training step, and evaluates every schedule callback at every
-optimizer step of the run. It writes ``schedule_preview.csv`` and ``schedule_preview.png`` to the run's log
-directory (and the figure to TensorBoard), prints a summary, and warns about the known mistakes.
+optimizers, callbacks), stops before the first training step through Lightning's clean tuner exit (teardown runs, the
+logger finalizes as a success, no checkpoint is written), and evaluates every optimizer's LR at every optimizer step
+of the run: the pack's schedules, and a torch scheduler the module returns from ``configure_optimizers``. It writes
+``schedule_preview.csv`` and ``schedule_preview.png`` to the run's log directory (and the figure to TensorBoard),
+prints a summary, and warns about the known mistakes.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,40 +19,14 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from typing_extensions import override
 
-from lightning_tuning.callbacks._schedule import (
-    apply_schedules,
-    get_momentum,
-    momentum_key,
-    optimizer_names,
-    run_length,
-    schedule_callbacks,
-)
-from lightning_tuning.schedules import RunLength
-
-MAX_PREVIEW_STEPS = 1_000_000
-
-
-@dataclass
-class SchedulePreview:
-    """The previewed curves: one column per optimizer, param group and quantity, one row per optimizer step."""
-
-    run: RunLength
-    columns: dict[str, list[float]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    csv_path: Path | None = None
-    png_path: Path | None = None
-
-    @property
-    def steps(self) -> int:
-        return len(next(iter(self.columns.values()), []))
-
-
-class _PreviewDone(Exception):
-    """Ends ``trainer.fit`` once the preview is computed (nothing has been trained)."""
+from lightning_tuning._compat import exit_fit_cleanly
+from lightning_tuning.callbacks._planned import SchedulePreview, simulate
+from lightning_tuning.plotting import has_matplotlib, render_rgb, save_png
+from lightning_tuning.plotting.schedule import schedule_figure
 
 
 class _PreviewProbe(Callback):
-    """Runs after every schedule callback resolved its durations, computes the preview, then stops the fit."""
+    """Runs once every schedule callback has resolved its durations, computes the preview, then ends the fit."""
 
     def __init__(self) -> None:
         self.preview: SchedulePreview | None = None
@@ -59,60 +34,7 @@ class _PreviewProbe(Callback):
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.preview = simulate(trainer)
-        raise _PreviewDone
-
-
-def simulate(trainer: pl.Trainer) -> SchedulePreview:
-    """Evaluate the trainer's schedule callbacks at every optimizer step of its run (callbacks must be resolved)."""
-    run = run_length(trainer)
-    callbacks = schedule_callbacks(trainer)
-    preview = SchedulePreview(run=run)
-    if run.total_steps is None:
-        preview.notes.append("The run has no end (max_steps=-1, max_epochs=-1): previewing its first 10000 steps.")
-    total = min(run.total_steps or 10_000, MAX_PREVIEW_STEPS)
-    for callback in callbacks:
-        preview.notes += callback.lint(trainer, run)
-        if callback.is_floor:
-            preview.notes.append(
-                f"{type(callback).__name__} reacts to validation results, which a preview does not have: its "
-                "reductions are not shown."
-            )
-        if not callback.is_ready(trainer):
-            preview.notes.append(
-                f"{type(callback).__name__} takes max_lr='auto' from the LR range test, which has not run: its "
-                "optimizers are not shown. Run `python -m lightning_tuning lr_find` first, or give max_lr."
-            )
-    if not callbacks:
-        preview.notes.append("No lightning_tuning schedule callback is configured: the LR stays constant.")
-    names = optimizer_names(trainer.optimizers)
-    saved_groups = [[dict(group) for group in optimizer.param_groups] for optimizer in trainer.optimizers]
-    saved_steps = [list(callback._steps) for callback in callbacks]
-    steps_per_epoch = run.steps_per_epoch or total
-    try:
-        for step in range(total):
-            for callback in callbacks:
-                callback._steps = [step] * len(trainer.optimizers)
-                callback._simulated_epoch = step // steps_per_epoch
-            apply_schedules(trainer)
-            for index, optimizer in enumerate(trainer.optimizers):
-                key = momentum_key(optimizer)
-                for group_index, group in enumerate(optimizer.param_groups):
-                    prefix = f"{names[index]}/pg{group_index}"
-                    preview.columns.setdefault(f"lr/{prefix}", []).append(float(group["lr"]))
-                    if key is not None:
-                        preview.columns.setdefault(f"momentum/{prefix}", []).append(get_momentum(group, key))
-    finally:
-        for callback, steps in zip(callbacks, saved_steps, strict=True):
-            callback._steps = steps
-            callback._simulated_epoch = None
-        for optimizer, groups in zip(trainer.optimizers, saved_groups, strict=True):
-            for group, saved in zip(optimizer.param_groups, groups, strict=True):
-                group.update({key: value for key, value in saved.items() if key != "params"})
-    # a momentum that never moves is not worth a chart
-    preview.columns = {
-        key: values for key, values in preview.columns.items() if key.startswith("lr/") or len(set(values)) > 1
-    }
-    return preview
+        exit_fit_cleanly()
 
 
 def preview_schedule(
@@ -131,8 +53,6 @@ def preview_schedule(
     trainer.callbacks.append(probe)  # type: ignore[attr-defined]
     try:
         trainer.fit(model, datamodule=datamodule)
-    except _PreviewDone:
-        pass
     finally:
         trainer.callbacks.remove(probe)  # type: ignore[attr-defined]
     if probe.preview is None:
@@ -141,7 +61,7 @@ def preview_schedule(
 
 
 def write_preview(preview: SchedulePreview, directory: Path, trainer: pl.Trainer | None = None) -> None:
-    """Write the preview as ``schedule_preview.csv`` and ``.png`` into ``directory`` (and to TensorBoard)."""
+    """Write ``schedule_preview.csv`` (and ``.png`` where matplotlib is installed, and the figure to TensorBoard)."""
     directory.mkdir(parents=True, exist_ok=True)
     preview.csv_path = directory / "schedule_preview.csv"
     with preview.csv_path.open("w", newline="") as handle:
@@ -149,60 +69,41 @@ def write_preview(preview: SchedulePreview, directory: Path, trainer: pl.Trainer
         writer.writerow(["step", *preview.columns])
         for step, row in enumerate(zip(*preview.columns.values(), strict=True)):
             writer.writerow([step, *(f"{value:.10g}" for value in row)])
-    figure = preview_figure(preview)
-    preview.png_path = directory / "schedule_preview.png"
-    figure.savefig(preview.png_path, dpi=110)
+    if not has_matplotlib():
+        preview.notes.append('No figure: matplotlib is not installed (`pip install "lightning-tuning[plot]"`).')
+        return
+    pixels = render_rgb(preview_figure(preview), dpi=110)
+    preview.png_path = save_png(pixels, directory / "schedule_preview.png")
     if trainer is not None:
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("schedule_preview", figure, 0, close=False)
+                logger.experiment.add_image("schedule_preview", pixels, 0, dataformats="HWC")
                 logger.experiment.flush()
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
 
 
 def preview_figure(preview: SchedulePreview) -> Any:
-    """A matplotlib figure: LR per param group on top, momentum (if it moves) below, against optimizer steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    momenta = {key: values for key, values in preview.columns.items() if key.startswith("momentum/")}
-    rows = 2 if momenta else 1
-    figure, axes = plt.subplots(rows, 1, figsize=(8, 3.2 * rows), sharex=True, squeeze=False)
-    for key, values in preview.columns.items():
-        if key.startswith("lr/"):
-            axes[0][0].plot(values, label=key[3:])
-    axes[0][0].set_ylabel("learning rate")
-    axes[0][0].legend(fontsize="small")
-    axes[0][0].grid(alpha=0.3)
-    if momenta:
-        for key, values in momenta.items():
-            axes[1][0].plot(values, label=key[9:])
-        axes[1][0].set_ylabel("momentum / beta1")
-        axes[1][0].legend(fontsize="small")
-        axes[1][0].grid(alpha=0.3)
-    axes[-1][0].set_xlabel("optimizer step")
-    figure.suptitle("lightning_tuning schedule preview")
-    figure.tight_layout()
-    return figure
+    """The preview's figure: LR per param group on top, momentum (where it moves) below, against optimizer steps."""
+    curves = {
+        key: values for key, values in preview.columns.items() if not key.endswith("-momentum") or len(set(values)) > 1
+    }
+    return schedule_figure(curves, steps_per_epoch=preview.run.steps_per_epoch)
 
 
 def format_preview(preview: SchedulePreview) -> str:
     """A compact text summary: start, peak and end LR per param group, and the warnings."""
     lines = [f"Schedule preview: {preview.steps} optimizer steps ({preview.run.steps_per_epoch} per epoch)"]
-    lines.append(f"{'series':<28}{'start':>12}{'peak':>12}{'peak at':>10}{'end':>12}")
+    width = max([28, *(len(key) + 2 for key in preview.columns)])
+    lines.append(f"{'series':<{width}}{'start':>12}{'peak':>12}{'peak at':>10}{'end':>12}")
     for key, values in preview.columns.items():
         if not values:
             continue
         peak = max(values)
-        lines.append(f"{key:<28}{values[0]:>12.4g}{peak:>12.4g}{values.index(peak):>10}{values[-1]:>12.4g}")
+        lines.append(f"{key:<{width}}{values[0]:>12.4g}{peak:>12.4g}{values.index(peak):>10}{values[-1]:>12.4g}")
     for note in preview.notes:
         lines.append(f"WARNING: {note}")
     if preview.csv_path is not None:
-        lines.append(f"Wrote {preview.csv_path} and {preview.png_path}")
+        written = f"Wrote {preview.csv_path}"
+        lines.append(written + (f" and {preview.png_path}" if preview.png_path is not None else ""))
     return "\n".join(lines)
 
 

@@ -48,15 +48,26 @@ class LRRecorder(Callback):
     def __init__(self) -> None:
         self.lrs: list[list[float]] = []
         self.momenta: list[list[float]] = []
+        self.by_optimizer: dict[int, list[float]] = {}
         self._handles: list[Any] = []
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        for optimizer in trainer.optimizers:
-            self._handles.append(optimizer.register_step_post_hook(self._record))
+        for index, optimizer in enumerate(trainer.optimizers):
+            self.by_optimizer[index] = []
+            self._handles.append(optimizer.register_step_post_hook(self._recorder(index)))
 
-    def _record(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        self.lrs.append([group["lr"] for group in optimizer.param_groups])
-        self.momenta.append([momentum_of(group) for group in optimizer.param_groups])
+    def _recorder(self, index: int) -> Callable[[Optimizer, Any, Any], None]:
+        def record(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+            # float(): a tensor LR is written in place, the recorder keeps the value this step used
+            self.lrs.append([float(group["lr"]) for group in optimizer.param_groups])
+            self.momenta.append([momentum_of(group) for group in optimizer.param_groups])
+            self.by_optimizer[index].append(float(optimizer.param_groups[0]["lr"]))
+
+        return record
+
+    def per_optimizer(self) -> list[list[float]]:
+        """The first param group's LR at every step, one list per optimizer."""
+        return [self.by_optimizer[index] for index in sorted(self.by_optimizer)]
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         for handle in self._handles:

@@ -53,7 +53,9 @@ class StepTrace(Callback):
             return
         reductions = sum(getattr(cb, "num_reductions", 0) for cb in trainer.callbacks)  # type: ignore[attr-defined]
         with Path(f"{self.path}.rank{trainer.global_rank}.jsonl").open("a") as handle:
-            handle.write(json.dumps({"event": "validation", "reductions": reductions}) + "\n")
+            val_loss = float(trainer.callback_metrics.get("val_loss", torch.tensor(float("nan"))))
+            event = {"event": "validation", "step": trainer.global_step, "reductions": reductions, "val_loss": val_loss}
+            handle.write(json.dumps(event) + "\n")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for handle in self._handles:
@@ -71,3 +73,45 @@ class KillAt(Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillInValidationAt(Callback):
+    """SIGKILLs its own process inside the first validation batch after the given optimizer step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if not trainer.sanity_checking and trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NaNAtStep(Callback):
+    """Makes the training loss NaN from the given optimizer step on (a diverging run, on every rank or one)."""
+
+    def __init__(self, step: int, rank: int | None = None) -> None:
+        self.step = step
+        self.rank = rank
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if trainer.global_step >= self.step and self.rank in (None, trainer.global_rank):
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+
+def _dropout_forward(module: Any, signals: torch.Tensor) -> torch.Tensor:
+    features = module.features(signals.unsqueeze(1))
+    return module.head(torch.nn.functional.dropout(features, p=0.2, training=module.training))
+
+
+try:
+    from lightning_tuning.demos import MNIST1DConvNet
+
+    class DropoutConvNet(MNIST1DConvNet):
+        """The quickstart's CNN with dropout before the head: a resume must restore the random states too."""
+
+        def forward(self, signals: torch.Tensor) -> torch.Tensor:
+            return _dropout_forward(self, signals)
+
+except ImportError:  # pragma: no cover
+    pass

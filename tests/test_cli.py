@@ -171,14 +171,14 @@ def test_optimizer_config_replaces_the_models_default(tmp_path: Path) -> None:
     )
     (optimizer,) = cli.trainer.optimizers
     assert isinstance(optimizer, torch.optim.RMSprop)
-    assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(1e-3)
+    assert optimizer.param_groups[0]["lt_base_lr"] == pytest.approx(1e-3)
 
 
 def test_models_default_optimizer_without_optimizer_key(tmp_path: Path) -> None:
     cli = main(["fit", "--config", QUICKSTART, *short_run(tmp_path), *TINY_MNIST1D, "--model.lr=0.0042"])
     (optimizer,) = cli.trainer.optimizers
     assert isinstance(optimizer, torch.optim.AdamW)
-    assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.0042)
+    assert optimizer.param_groups[0]["lt_base_lr"] == pytest.approx(0.0042)
 
 
 def test_quickstart_tests_after_fit_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -224,7 +224,8 @@ def test_extra_subcommands_accept_a_saved_fit_config_and_its_checkpoint(
 ) -> None:
     fit_cli = main(["fit", f"--model={BORING_MODEL}", *short_run(tmp_path)])
     saved_config = Path(fit_cli.trainer.log_dir) / "config.yaml"
-    (checkpoint,) = (Path(fit_cli.trainer.log_dir) / "checkpoints").glob("*.ckpt")
+    (checkpoint,) = (Path(fit_cli.trainer.log_dir) / "checkpoints").glob("epoch=*.ckpt")
+    assert (Path(fit_cli.trainer.log_dir) / "checkpoints" / "last.ckpt").is_file(), "fit writes last.ckpt by default"
     trained = {name: tensor.clone() for name, tensor in fit_cli.model.state_dict().items()}
 
     seen_weights: list[dict[str, torch.Tensor]] = []
@@ -306,9 +307,13 @@ def test_bad_arguments_fail_before_training_naming_the_argument(
     assert not (tmp_path / "lightning_logs").exists()
 
 
-def test_invalid_value_in_model_init_names_the_argument(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"`depth` must be at least 1 hidden layer, got 0"):
+def test_invalid_value_in_model_init_names_the_argument(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--model=lightning_tuning.demos.MNIST1DMLP", "--model.depth=0", *short_run(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: model (lightning_tuning.demos.MNIST1DMLP): `depth` must be at least 1 hidden layer, got 0" in err
+    assert "Traceback" not in err
 
 
 def test_missing_model_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -327,3 +327,56 @@ def test_resumable_sampler_permutation_depends_on_seed_and_epoch_only() -> None:
     assert list(ResumableShuffleSampler(50, seed=3, batch_size=10, trainer=lambda: trainer(2))) != epoch1
     resumed = ResumableShuffleSampler(50, seed=3, batch_size=10, trainer=lambda: trainer(1, True, completed=2))
     assert list(resumed) == epoch1[20:]
+
+
+# --- GAN (third-party style: manual optimization, two optimizers) -----------------------------------------------
+
+
+def ring_reference(modes: int, radius: float) -> np.ndarray:
+    return np.array(
+        [[radius * np.cos(2 * np.pi * k / modes), radius * np.sin(2 * np.pi * k / modes)] for k in range(modes)]
+    )
+
+
+def nearest_distance(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return np.sqrt(((points[:, None, :] - centres[None, :, :]) ** 2).sum(-1)).min(axis=1)
+
+
+def test_ring_data_is_a_ring_of_gaussians() -> None:
+    from lightning_tuning.demos.gan import ring_centres, ring_samples
+
+    np.testing.assert_allclose(ring_centres(6, 3.0).numpy(), ring_reference(6, 3.0), atol=1e-6)
+    points = ring_samples(20_000, modes=6, radius=3.0, std=0.1, seed=3).numpy()
+    # the distance of a 2-D isotropic Gaussian point to its centre is Rayleigh: mean std * sqrt(pi / 2)
+    assert nearest_distance(points, ring_reference(6, 3.0)).mean() == pytest.approx(0.1 * np.sqrt(np.pi / 2), rel=0.03)
+    modes = nearest_distance(points, ring_reference(6, 3.0))
+    assert modes.max() < 1.0, "every point belongs to one mode"
+    assert np.array_equal(points, ring_samples(20_000, modes=6, radius=3.0, std=0.1, seed=3).numpy())
+    state = torch.random.get_rng_state()
+    ring_samples(10)
+    assert torch.equal(state, torch.random.get_rng_state()), "the global RNG is left alone"
+
+
+def test_ring_data_rejects_bad_sizes() -> None:
+    from lightning_tuning.demos import RingDataModule
+
+    with pytest.raises(ValueError, match=r"`num_samples=10` must be at least `batch_size=64`"):
+        RingDataModule(num_samples=10, batch_size=64)
+
+
+@pytest.mark.slow
+def test_gan_learns_the_ring(tmp_path: Path) -> None:
+    from lightning_tuning.demos import RingDataModule, RingGAN
+
+    seed_everything(0)
+    model, datamodule = RingGAN(), RingDataModule(num_samples=1024, batch_size=64)
+    centres = ring_reference(8, 2.0)
+    with torch.no_grad():
+        before = nearest_distance(model.sample(2000).numpy(), centres).mean()
+    trainer = quiet_trainer(max_steps=100, limit_val_batches=1, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule)
+    assert trainer.global_step == 100, "two optimizer steps per batch"
+    with torch.no_grad():
+        after = nearest_distance(model.sample(2000).numpy(), centres).mean()
+    assert after < 0.5 * before, (before, after)
+    assert {"d_loss", "g_loss", "val_mode_distance", "val_modes_covered"} <= set(trainer.callback_metrics)

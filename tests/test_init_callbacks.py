@@ -40,22 +40,16 @@ def _init_weights(tmp_path, callback, model=None) -> dict[str, torch.Tensor]:
 
 
 def test_weight_init_applies_rules_with_auto_gain(tmp_path):
+    """`auto` takes the activation the layer's *input* went through: body.0 reads raw data (gain 1), body.2 reads
+    relu(body.0) (torch's relu gain), the head reads gelu(body.2)."""
     rules = [{"name": "head", "weight": "xavier_uniform", "bias": "zeros"}, *HE]
     w = _init_weights(tmp_path, WeightInit(rules=rules, seed=3))
-    relu = sample(
-        "kaiming_normal",
-        (32, 16),
-        validate_scheme("kaiming_normal", {"nonlinearity": "relu"}),
-        generator_for(3, "body.0.weight"),
-    )
-    gelu = sample(
-        "kaiming_normal",
-        (32, 32),
-        validate_scheme("kaiming_normal", {"nonlinearity": "gelu"}),
-        generator_for(3, "body.2.weight"),
-    )
-    torch.testing.assert_close(w["body.0.weight"], relu)
-    torch.testing.assert_close(w["body.2.weight"], gelu)
+    linear = torch.empty(32, 16)
+    torch.nn.init.kaiming_normal_(linear, nonlinearity="linear", generator=generator_for(3, "body.0.weight"))
+    relu = torch.empty(32, 32)
+    torch.nn.init.kaiming_normal_(relu, nonlinearity="relu", generator=generator_for(3, "body.2.weight"))
+    torch.testing.assert_close(w["body.0.weight"], linear)
+    torch.testing.assert_close(w["body.2.weight"], relu)
     assert torch.equal(w["body.0.bias"], torch.zeros(32))
     assert w["head.weight"].abs().max() <= math.sqrt(6 / (32 + 4))
 
@@ -200,13 +194,20 @@ def test_weight_norm_checkpoint_roundtrip_and_configure_model(tmp_path):
     trainer = _trainer(tmp_path, [WeightNorm()], max_steps=2)
     model = LateMLP()
     trainer.fit(model)
-    assert "body.0.parametrizations.weight.original0" in model.state_dict()
+    assert hasattr(model.body[0], "parametrizations")  # built in configure_model, normalised right after
+    assert "body.0.weight" in model.state_dict()  # the state holds the plain weight g * v / ||v||
     trainer.save_checkpoint(tmp_path / "wn.ckpt")
     resumed = LateMLP()
     _trainer(tmp_path, [WeightNorm()], max_steps=3).fit(resumed, ckpt_path=tmp_path / "wn.ckpt")
+    saved = torch.load(tmp_path / "wn.ckpt", weights_only=True)["state_dict"]
     plain = TinyMLP(depth=1)
-    WeightNorm().apply(plain)  # loading without a Trainer: normalise first, then load
-    plain.load_state_dict(torch.load(tmp_path / "wn.ckpt", weights_only=True)["state_dict"])
+    plain.load_state_dict(saved)  # a plain module loads it as it is
+    normalised = TinyMLP(depth=1)
+    WeightNorm().apply(normalised)  # and so does a normalised one: g = ||w||, v = w
+    normalised.load_state_dict(saved)
+    torch.testing.assert_close(normalised.body[0].weight, saved["body.0.weight"])
+    g = normalised.body[0].parametrizations.weight.original0
+    torch.testing.assert_close(g.flatten(), saved["body.0.weight"].norm(dim=1))
     with pytest.raises(MisconfigurationException, match="matches no layer"):
         _trainer(tmp_path, [WeightNorm(modules=["Conv2d"])]).fit(TinyMLP())
 

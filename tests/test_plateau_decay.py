@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lightning_tuning import PlateauDecay, Warmup
-from lightning_tuning.schedules import PlateauTracker
+from lightning_tuning.schedules import PlateauTracker, compose_lr
 from tests.lr_helpers import BASE_LRS, LRRecorder, TwoGroupModel, fit, make_optimizer, param_groups, quiet_trainer
 
 METRICS = [1.0, 0.95, 0.94, 0.93, 0.5, 0.49, 0.48, 0.47, 0.46, 0.45, 0.45, 0.9, math.nan, 0.44, 0.3, 0.31, 0.32]
@@ -56,10 +56,15 @@ def test_tracker_matches_torch(mode: str, threshold_mode: str) -> None:
     }
     expected = torch_plateau_lrs(values, **kwargs)
     tracker = PlateauTracker(mode, 0.5, 1, 0.05, threshold_mode, 1)  # type: ignore[arg-type]
+    lrs = list(BASE_LRS)
     for value, want in zip(values, expected, strict=True):
-        tracker.update(value, list(BASE_LRS), [0.01, 0.001], 1e-8)
-        got = [base * tracker.scale(g) for g, base in enumerate(BASE_LRS)]
-        assert got == pytest.approx(want, rel=1e-10)
+        # the tracker sees the LRs the optimizer holds, as torch's ReduceLROnPlateau does
+        tracker.update(value, lrs, [0.01, 0.001], 1e-8)
+        lrs = [
+            compose_lr(base, [], [(tracker.scale(g), min_lr)])
+            for g, (base, min_lr) in enumerate(zip(BASE_LRS, [0.01, 0.001], strict=True))
+        ]
+        assert lrs == pytest.approx(want, rel=1e-10)
 
 
 def test_nan_is_never_an_improvement() -> None:

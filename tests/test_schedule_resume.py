@@ -72,13 +72,13 @@ def test_resume_mid_epoch_is_exact(name: str, tmp_path: Path) -> None:
 
 
 def test_checkpoint_state_loads_weights_only_and_two_instances_coexist(tmp_path: Path) -> None:
-    warm_a, warm_b = Warmup(3, optimizers=[0]), Warmup(5, optimizers=[0])
+    warm_a, warm_b = StepDecay(3, interval="step"), StepDecay(5, interval="step")
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
     make_trainer(tmp_path, [warm_a, warm_b, checkpoint], enable_checkpointing=True, max_epochs=1).fit(TwoGroupModel())
     state = torch.load(tmp_path / "last.ckpt", weights_only=True)["callbacks"]
     assert warm_a.state_key != warm_b.state_key
-    assert state[warm_a.state_key]["config"]["length"] == 3
-    assert state[warm_b.state_key]["config"]["length"] == 5
+    assert state[warm_a.state_key]["config"]["step_size"] == 3
+    assert state[warm_b.state_key]["config"]["step_size"] == 5
     assert state[warm_a.state_key]["steps"] == [7]
 
 

@@ -112,6 +112,77 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
         assert any(key.startswith("Warmup") for key in state["callbacks"])
 
 
+# where the kill comes (8 optimizer steps per epoch; validation every 4 steps where val_check_interval is 0.5):
+# (probe, step, every_n_train_steps of the checkpoint, val_check_interval)
+KILL_POINTS = {
+    # the last checkpoint (step 8) is the epoch end, written before the validation due there: Lightning 2.6 skips it
+    "epoch-end": ("tests.system_probes.KillAt", 9, 4, 1.0),
+    # the last checkpoint (step 12) is a val_check_interval point, written before that validation
+    "val-check-interval": ("tests.system_probes.KillAt", 14, 4, 0.5),
+    # killed inside the validation of step 12 (the checkpoint of step 12 came just before it)
+    "during-validation": ("tests.system_probes.KillInValidationAt", 12, 4, 0.5),
+    # mid-epoch, after the checkpoint of step 10
+    "mid-epoch": ("tests.system_probes.KillAt", 13, 5, 0.5),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_sigkill_then_resume_matches_an_uninterrupted_run_with_dropout(point: str, tmp_path: Path) -> None:
+    probe, kill_step, every, val_check_interval = KILL_POINTS[point]
+    checkpointing = {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"every_n_train_steps": every, "save_last": True, "save_top_k": -1},
+    }
+    schedule = {
+        **SCHEDULE,
+        "model": {"class_path": "tests.system_probes.DropoutConvNet"},
+    }
+
+    def config(name: str, kill: bool) -> str:
+        trace = {"class_path": "tests.system_probes.StepTrace", "init_args": {"path": str(tmp_path / name)}}
+        kill_probe = [{"class_path": probe, "init_args": {"step": kill_step}}] if kill else []
+        callbacks = [checkpointing, trace, *kill_probe]
+        return layer(tmp_path, name, callbacks, schedule, val_check_interval=val_check_interval)
+
+    straight = cli(fit_args(tmp_path / "straight", [config("straight", kill=False)]), tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    crashed = cli(fit_args(tmp_path / "crash", [config("first", kill=True)]), tmp_path)
+    assert crashed.returncode == -9, crashed.stderr[-3000:]
+    resumed = cli([*fit_args(tmp_path / "crash", [config("resumed", kill=False)]), "--ckpt_path", "last"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    reference = read_trace(tmp_path / "straight.rank0.jsonl")
+    after = read_trace(tmp_path / "resumed.rank0.jsonl")
+    resumed_steps = steps(after)
+    for step, event in resumed_steps.items():
+        assert event["lrs"] == steps(reference)[step]["lrs"], f"LR differs at step {step}"
+    # plateau decisions: the validations from the checkpointed step on are those of the uninterrupted run (a
+    # validation due at the checkpointed batch included), with the same val_loss and reductions
+    validations = [e for e in reference if e["event"] == "validation"]
+    expected = [e for e in validations if e["step"] >= min(resumed_steps)]
+    assert [e for e in after if e["event"] == "validation"] == expected, "a validation differs or was skipped"
+    if point != "mid-epoch":
+        assert expected[0]["step"] == min(resumed_steps), "the checkpoint was written where a validation was due"
+    assert expected[-1]["reductions"] > 0, "the plateau decay acted in this run"
+    final = torch.load(tmp_path / "resumed.final.pt", weights_only=True)
+    uninterrupted = torch.load(tmp_path / "straight.final.pt", weights_only=True)
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(final[name], tensor), f"{name} differs from the uninterrupted run"
+
+
+def test_ckpt_path_last_without_a_checkpoint_is_an_error(tmp_path: Path) -> None:
+    result = cli(
+        ["fit", "--model", "lightning.pytorch.demos.boring_classes.BoringModel", "--trainer.default_root_dir",
+         str(tmp_path / "fresh"), "--ckpt_path", "last"],
+        tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "error: ckpt_path: `--ckpt_path last` found no last.ckpt" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "fresh" / "lightning_logs").exists(), "no new run is started"
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_agree_on_init_lr_and_plateau(tmp_path: Path) -> None:
     trace = {"class_path": "tests.system_probes.StepTrace", "init_args": {"path": str(tmp_path / "ddp")}}

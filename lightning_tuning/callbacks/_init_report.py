@@ -9,34 +9,38 @@ sent to every logger with ``log_metrics`` under ``init/<layer>/<stat>`` (``pl_mo
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from lightning_tuning.callbacks._init_probe import make_runner, probe_guard, weight_layers
+from lightning_tuning.callbacks._init_probe import probe_guard, run_probe
 from lightning_tuning.init.report import LayerStats, format_table, layer_statistics, signal_problems
-from lightning_tuning.init.tracing import trace_activations
 
 _LOGGED = ("weight_std", "act_mean", "act_std", "grad_std", "dead_frac")
 
 
 def measure(pl_module: pl.LightningModule, batch: Any | None, example: Any | None) -> list[LayerStats]:
-    """Trace the layer order and activations, then measure each layer, without side effects on training."""
-    layers = weight_layers(pl_module)
+    """Trace the layer order and activations, then measure each layer, without side effects on training.
+
+    Layers the traced call never reaches get a row with their weight (and gradient) std and ``-`` elsewhere.
+    """
     with probe_guard(pl_module):
-        pl_module.train()
-        run = make_runner(pl_module, batch, example)
-        with torch.no_grad():
-            trace = trace_activations(pl_module, layers, run)
-        return layer_statistics(pl_module, trace.order, trace.activation, run)
+        probe = run_probe(pl_module, batch, example)
+        if probe.forward is None and probe.training_step is None:
+            raise MisconfigurationException(
+                "The init report needs a traced call of the module's `forward`, but none worked."
+                f" {probe.describe_failure()}"
+            )
+        layers = probe.trace.order + probe.trace.untraced
+        return layer_statistics(pl_module, layers, probe.trace.activation, probe.loss, set(probe.trace.untraced))
 
 
-def publish(trainer: pl.Trainer, stats: list[LayerStats], title: str) -> None:
+def publish(trainer: pl.Trainer, stats: list[LayerStats], title: str, notes: Mapping[str, str] | None = None) -> None:
     """Print the table on rank 0 and send the numbers to every logger."""
-    rank_zero_info(f"{title} (step {trainer.global_step})\n{format_table(stats)}")
+    rank_zero_info(f"{title} (step {trainer.global_step})\n{format_table(stats, notes)}")
     metrics: dict[str, float] = {}
     for s in stats:
         for key in _LOGGED:
@@ -45,6 +49,32 @@ def publish(trainer: pl.Trainer, stats: list[LayerStats], title: str) -> None:
                 metrics[f"init/{s.layer}/{key}"] = value
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=trainer.global_step)
+    publish_pictures(trainer, stats, title)
+
+
+def publish_pictures(trainer: pl.Trainer, stats: list[LayerStats], title: str) -> None:
+    """To every TensorBoard logger: the per-layer figure (``init/layers``, an image; needs matplotlib) and the table
+    (``init/table``, Markdown in the Text tab), at the current global step. Without matplotlib only the table is
+    written, and the log says how to get the figure."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    writers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+    if not writers or not trainer.is_global_zero:
+        return
+    from lightning_tuning.plotting import MatplotlibMissing, render_rgb
+    from lightning_tuning.plotting.init_report import init_report_figure, init_report_markdown
+
+    step = trainer.global_step
+    try:
+        pixels = render_rgb(init_report_figure(stats, f"{title} (step {step})"))
+    except MatplotlibMissing as err:
+        rank_zero_info(f"{title}: the per-layer figure is skipped. {err}")
+        pixels = None
+    table = init_report_markdown(stats)
+    for logger in writers:
+        logger.experiment.add_text("init/table", table, step)
+        if pixels is not None:
+            logger.experiment.add_image("init/layers", pixels, step, dataformats="HWC")
 
 
 def check_thresholds(vanish_below: float | None, explode_above: float | None, who: str) -> None:
@@ -67,13 +97,14 @@ def report_and_check(
     vanish_below: float | None,
     explode_above: float | None,
     who: str,
+    notes: Mapping[str, str] | None = None,
 ) -> None:
     """Measure the init when asked to report it or to fail fast on it; publish it, then fail fast."""
     if not report and vanish_below is None and explode_above is None:
         return
     stats = measure(pl_module, batch, example)
     if report:
-        publish(trainer, stats, f"{who} report")
+        publish(trainer, stats, f"{who} report", notes)
     fail_fast(trainer, stats, vanish_below, explode_above, who)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -23,16 +24,21 @@ class NonFiniteLossWatch:
         self._finite: torch.Tensor | None = None
         self._since: int = 0
 
-    def update(self, loss: torch.Tensor, step: int) -> str | None:
-        """Take the loss of optimizer step ``step``; returns the problem when it is known now, else ``None``."""
-        defer = self.defer if self.defer is not None else loss.device.type != "cpu"
+    def update(self, loss: torch.Tensor | Sequence[torch.Tensor], step: int) -> str | None:
+        """Take the loss(es) of optimizer step ``step``; returns the problem when it is known now, else ``None``."""
+        losses = [loss] if isinstance(loss, torch.Tensor) else list(loss)
+        if not losses:
+            return None
+        defer = self.defer if self.defer is not None else losses[0].device.type != "cpu"
         if not defer:
-            # one .item() costs ~2 us right after a backward pass, isfinite().all() and bool() ~40 us
-            value = loss.item() if loss.numel() == 1 else float(loss.detach().float().sum())
-            if math.isfinite(value):
-                return None
-            return f"The training loss is {value} at optimizer step {step}"
-        finite = torch.isfinite(loss.detach()).all()
+            for value_tensor in losses:
+                # one .item() costs ~2 us right after a backward pass, isfinite().all() and bool() ~40 us
+                single = value_tensor.numel() == 1
+                value = value_tensor.item() if single else float(value_tensor.detach().float().sum())
+                if not math.isfinite(value):
+                    return f"The training loss is {value} at optimizer step {step}"
+            return None
+        finite = torch.stack([torch.isfinite(value.detach()).all() for value in losses]).all()
         if self._finite is None:
             self._finite, self._since = finite, step
         else:
@@ -52,4 +58,6 @@ class NonFiniteLossWatch:
         self._finite = None
         if finite:
             return None
+        if since == step:
+            return f"The training loss became NaN or infinite at optimizer step {step}"
         return f"The training loss became NaN or infinite between optimizer steps {since} and {step}"

@@ -1,54 +1,47 @@
-"""The glue every learning-rate schedule callback shares: progress counting, composition and writing the LR.
+"""The base class of every learning-rate schedule callback: config, duration resolution and pure factors.
 
-How it works, once for all schedule callbacks:
-
-* Each callback counts the optimizer steps that really happened, per optimizer, with a step post-hook on the
-  optimizer. A step that a 16-bit ``GradScaler`` skips never calls ``optimizer.step``, so it is not counted.
-* The learning rate of every param group is a pure function of that progress (and of the epoch):
-  ``lr = initial_lr * prod(factor of each callback)``, with plateau reductions applied last
-  (:func:`lightning_tuning.schedules.compose_lr`). The result does not depend on the order of the callbacks.
-* The first schedule callback in ``trainer.callbacks`` (the leader) writes the composed LR into the optimizer:
-  at the start of training and of each epoch, after each batch (so the next step and any monitor read the right
-  value), and, under manual optimization (several optimizers stepped at will), in a step pre-hook right before every
-  ``optimizer.step``. It also logs the LR (and momentum, where a callback sets it).
-* Checkpoints hold the step counts and the callback's config; resuming restores progress, and with it the LR.
+A schedule callback holds its config, resolves its durations against the run at ``on_fit_start``, and from then on
+is a pure function of training progress: :meth:`LRScheduleCallback.lr_factor` (and :meth:`~LRScheduleCallback.momentum`)
+take a :class:`~lightning_tuning.schedules.Progress` and a group index, never the trainer. Everything that touches the
+optimizers (counting steps, base LRs, writing, hooks, checks, logging) lives in the trainer's one
+:class:`~lightning_tuning.callbacks._coordinator.LRCoordinator`. Checkpoints hold the step counts and the config;
+resuming restores progress, and with it the LR.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Literal, NamedTuple
+import math
+from collections.abc import Sequence
+from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from lightning_tuning.callbacks._loss_watch import NonFiniteLossWatch
-from lightning_tuning.schedules import RunLength, compose_lr
+from lightning_tuning._compat import should_update_logs
+from lightning_tuning.callbacks._coordinator import (
+    LRCoordinator,
+    get_momentum,
+    momentum_key,
+    set_momentum,
+    suspend_schedules,
+)
+from lightning_tuning.callbacks._names import unwrap_optimizer
+from lightning_tuning.schedules import Progress, RunLength
 from lightning_tuning.schedules.durations import Duration, Interval, check_duration, resolve_duration
 
-_SUSPENDED: weakref.WeakSet[Optimizer] = weakref.WeakSet()
-
-
-@contextmanager
-def suspend_schedules(optimizers: Iterable[Optimizer]) -> Iterator[None]:
-    """Within this block, schedule callbacks neither count steps of nor write the LR into ``optimizers``.
-
-    The LR range test uses it to drive the optimizer itself without advancing any schedule.
-    """
-    optimizers = list(optimizers)
-    _SUSPENDED.update(optimizers)
-    try:
-        yield
-    finally:
-        for optimizer in optimizers:
-            _SUSPENDED.discard(optimizer)
+__all__ = [
+    "LRScheduleCallback",
+    "get_momentum",
+    "momentum_key",
+    "run_length",
+    "schedule_callbacks",
+    "set_momentum",
+    "suspend_schedules",
+]
 
 
 def schedule_callbacks(trainer: pl.Trainer) -> list[LRScheduleCallback]:
@@ -56,29 +49,27 @@ def schedule_callbacks(trainer: pl.Trainer) -> list[LRScheduleCallback]:
     return [cb for cb in trainer.callbacks if isinstance(cb, LRScheduleCallback)]  # type: ignore[attr-defined]
 
 
-def momentum_key(optimizer: Optimizer) -> Literal["momentum", "betas"] | None:
-    """Where ``optimizer`` keeps its momentum: SGD/RMSprop ``momentum``, Adam-like ``betas[0]``."""
-    if "momentum" in optimizer.defaults:
-        return "momentum"
-    if "betas" in optimizer.defaults:
-        return "betas"
-    return None
-
-
-def set_momentum(group: dict[str, Any], key: str, value: float) -> None:
-    if key == "betas":
-        group["betas"] = (value, *group["betas"][1:])
-    else:
-        group["momentum"] = value
-
-
-def get_momentum(group: dict[str, Any], key: str) -> float:
-    return float(group["betas"][0] if key == "betas" else group["momentum"])
-
-
 def run_length(trainer: pl.Trainer) -> RunLength:
-    """The run's length in optimizer steps, as Lightning estimates it (this sets up the train dataloader)."""
+    """The run's length in optimizer steps, as Lightning estimates it (this sets up the train dataloader).
+
+    A run bounded by ``max_steps`` alone still gets its epoch length, so ``"10epochs"`` resolves there too. Under
+    manual optimization Lightning's ``max_steps`` counts the steps of all optimizers together; the run length of
+    each optimizer is then taken as ``max_steps / number of optimizers`` (each optimizer stepping once per batch).
+    """
     total = trainer.estimated_stepping_batches
+    module = trainer.lightning_module
+    optimizers = len(trainer.optimizers)
+    if (
+        total != float("inf")
+        and not module.automatic_optimization
+        and optimizers > 1
+        and trainer.max_steps != -1
+        and total == trainer.max_steps
+    ):
+        total = -(-int(total) // optimizers)
+    if trainer.train_dataloader is None:
+        # Lightning answers `max_steps` without loading the data when max_epochs is -1; an epoch needs the data
+        trainer.fit_loop.setup_data()
     batches = trainer.num_training_batches
     steps_per_epoch = None
     if batches != float("inf") and batches > 0:
@@ -88,76 +79,17 @@ def run_length(trainer: pl.Trainer) -> RunLength:
 
 
 def optimizer_names(optimizers: Sequence[Optimizer]) -> list[str]:
-    """Stable names for logging: the class name, suffixed with its index where several share it."""
-    classes = [type(opt).__name__ for opt in optimizers]
+    """Short names for messages: the class name, suffixed with its index where several share it."""
+    classes = [type(unwrap_optimizer(opt)).__name__ for opt in optimizers]
     return [name if classes.count(name) == 1 else f"{name}-{index}" for index, name in enumerate(classes)]
 
 
-class _OptimizerPlan(NamedTuple):
-    """Which callbacks shape one optimizer's LR, fixed for the length of a fit (computed once, used every step)."""
-
-    callbacks: tuple[LRScheduleCallback, ...]
-    factors: tuple[LRScheduleCallback, ...]
-    floors: tuple[LRScheduleCallback, ...]
-    momentum: tuple[LRScheduleCallback, ...]
-    momentum_key: Literal["momentum", "betas"] | None
-
-
-# Rebuilt whenever a schedule callback attaches to or detaches from a trainer; read on every optimizer step.
-_PLANS: weakref.WeakKeyDictionary[pl.Trainer, list[_OptimizerPlan | None]] = weakref.WeakKeyDictionary()
-
-
-def _plans(trainer: pl.Trainer) -> list[_OptimizerPlan | None]:
-    plans = _PLANS.get(trainer)
-    if plans is None:
-        callbacks = [cb for cb in schedule_callbacks(trainer) if cb._attached]
-        plans = []
-        for index, optimizer in enumerate(trainer.optimizers):
-            # A canonical order makes the floating-point product independent of the order of the callbacks list.
-            active = tuple(sorted((cb for cb in callbacks if cb.targets(index)), key=lambda cb: cb._sort_key))
-            plans.append(
-                _OptimizerPlan(
-                    callbacks=active,
-                    factors=tuple(cb for cb in active if not cb.is_floor),
-                    floors=tuple(cb for cb in active if cb.is_floor),
-                    momentum=tuple(cb for cb in active if cb.cycles_momentum),
-                    momentum_key=momentum_key(optimizer),
-                )
-                if active
-                else None
-            )
-        _PLANS[trainer] = plans
-    return plans
-
-
-def apply_schedules(trainer: pl.Trainer, optimizer_index: int | None = None) -> None:
-    """Write the composed LR (and momentum) of every scheduled optimizer, or just of ``optimizer_index``."""
-    plans = _plans(trainer)
-    optimizers = trainer.strategy.optimizers
-    indices = range(len(plans)) if optimizer_index is None else (optimizer_index,)
-    for index in indices:
-        plan = plans[index]
-        optimizer = optimizers[index]
-        if plan is None or optimizer in _SUSPENDED or not all(cb.is_ready(trainer) for cb in plan.callbacks):
-            continue
-        key = plan.momentum_key
-        for group_index, group in enumerate(optimizer.param_groups):
-            base_lr = group["initial_lr"]
-            factors = [cb.lr_factor(trainer, index, group_index, base_lr) for cb in plan.factors]
-            floors = [cb.lr_floor(trainer, index, group_index, base_lr) for cb in plan.floors]
-            group["lr"] = compose_lr(base_lr, factors, floors)
-            if key is not None:
-                for cb in plan.momentum:
-                    momentum = cb.momentum(trainer, index, group_index)
-                    if momentum is not None:
-                        set_momentum(group, key, momentum)
-
-
 class LRScheduleCallback(Callback):
-    """Base class of the learning-rate schedule callbacks; see the module docstring for the mechanics.
+    """Base class of the learning-rate schedule callbacks; see the module docstring for the split of work.
 
-    Subclasses implement :meth:`lr_factor` (and :meth:`momentum` where they cycle it), resolve their durations in
-    :meth:`resolve`, and list their config in ``self._config`` (plain values, compared on resume).
+    Subclasses implement :meth:`lr_factor` (and :meth:`momentum` where they cycle it, :meth:`lr_floor` for
+    plateau-like ones), resolve their durations in :meth:`resolve`, their per-group arguments in
+    :meth:`resolve_groups`, and list their config in ``self._config`` (plain values, compared on resume).
 
     Args:
         interval: what one unit of the schedule is: an optimizer step (``"step"``) or an epoch (``"epoch"``).
@@ -168,6 +100,9 @@ class LRScheduleCallback(Callback):
     is_floor = False
     is_warmup = False
     cycles_momentum = False
+    group_independent = False
+    """Whether :meth:`lr_factor` is the same for every param group (it then ignores ``group_index`` and
+    ``base_lr``); the coordinator computes such factors once per optimizer instead of once per group."""
 
     def __init__(self, interval: Interval = "step", optimizers: list[int] | None = None) -> None:
         if interval not in ("step", "epoch"):
@@ -184,39 +119,47 @@ class LRScheduleCallback(Callback):
                 "(0 for the first optimizer configure_optimizers returns), or null for all optimizers."
             )
         self.interval: Interval = interval
+        self._unit_field = 1 if interval == "epoch" else 0  # Progress is (step, epoch)
         self.optimizers = None if optimizers is None else list(optimizers)
         self._config: dict[str, Any] = {"interval": interval, "optimizers": self.optimizers}
-        self._steps: list[int] = []
         self._start_units: dict[int, int] = {}
-        self._simulated_epoch: int | None = None
-        self._sort_key = ""
-        self._handles: list[Any] = []
-        self._attached = False
-        self._leader = False
-        self._loss_watch = NonFiniteLossWatch()
+        self._notes: list[str] = []
+        self._manual = False
+        # whether a length was taken from the run (left out, or a fraction): under manual optimization that assumes
+        # one step of each optimizer per batch, which the coordinator checks after the first epoch
+        self.uses_run_length = False
+        self._coordinator: LRCoordinator | None = None
+        self._state_key: str | None = None
+        self._last_steps: list[int] = []
+        # step counts read from a checkpoint, handed to the coordinator when training starts
+        self.restored_steps: list[int] = []
 
     # ---- what subclasses provide -------------------------------------------------------------------------------
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
         """Turn durations into schedule units and check they fit the run. Raise ``ValueError`` with the argument."""
 
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        """This schedule's multiplier of ``base_lr`` for the given group at the current progress."""
+    def resolve_groups(self, optimizer_index: int, optimizer: Optimizer) -> None:
+        """Resolve per-group arguments for the optimizer's current param groups (again when groups are added).
+
+        Raise ``ValueError`` naming the argument when a per-group list does not match the group count.
+        """
+
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        """This schedule's multiplier of ``base_lr`` for the given group at ``progress``."""
         raise NotImplementedError
 
-    def lr_floor(
-        self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float
-    ) -> tuple[float, float]:
+    def lr_floor(self, optimizer_index: int, group_index: int, base_lr: float) -> tuple[float, float]:
         """For plateau-like schedules (``is_floor``): ``(scale, min_lr)`` applied after all factors."""
         raise NotImplementedError
 
-    def momentum(self, trainer: pl.Trainer, optimizer_index: int, group_index: int) -> float | None:
+    def momentum(self, progress: Progress, optimizer_index: int, group_index: int) -> float | None:
         """The momentum (or Adam beta1) this schedule sets, or ``None`` to leave it alone."""
         return None
 
-    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
-        """Known mistakes in this schedule for this run (shown by the preview); empty when none."""
-        return []
+    def lint(self, run: RunLength) -> list[str]:
+        """Known mistakes in this schedule for this run (warned at fit start and shown by the preview)."""
+        return list(self._notes)
 
     def _lint_per_step_schedule(self, run: RunLength) -> list[str]:
         if self.interval != "epoch":
@@ -236,7 +179,7 @@ class LRScheduleCallback(Callback):
             f"{total - end} the LR {after}. Leave its length out to span the whole run."
         ]
 
-    def is_ready(self, trainer: pl.Trainer) -> bool:
+    def is_ready(self) -> bool:
         """False while a value the schedule needs is still to come (e.g. ``max_lr='auto'`` before the range test)."""
         return True
 
@@ -245,17 +188,14 @@ class LRScheduleCallback(Callback):
     def targets(self, optimizer_index: int) -> bool:
         return self.optimizers is None or optimizer_index in self.optimizers
 
-    def steps_done(self, optimizer_index: int) -> int:
-        """Optimizer steps that really happened (skipped AMP steps excluded) for that optimizer."""
-        return self._steps[optimizer_index] if optimizer_index < len(self._steps) else 0
-
-    def progress(self, trainer: pl.Trainer, optimizer_index: int) -> int:
+    def units(self, progress: Progress, optimizer_index: int) -> int:
         """Schedule units done (optimizer steps or epochs), less the schedule's ``start`` offset, if it has one."""
-        if self.interval == "epoch":
-            done = trainer.current_epoch if self._simulated_epoch is None else self._simulated_epoch
-        else:
-            done = self.steps_done(optimizer_index)
-        return max(0, done - self._start_units.get(optimizer_index, 0))
+        done = progress[self._unit_field] - self._start_units.get(optimizer_index, 0)
+        return done if done > 0 else 0
+
+    def groups_changed(self, optimizer_index: int, optimizer: Optimizer) -> None:
+        """The coordinator saw param groups added during fit: resolve the per-group arguments for them."""
+        self.resolve_groups(optimizer_index, optimizer)
 
     def _resolve_start(self, trainer: pl.Trainer, run: RunLength, start: Duration) -> None:
         """Resolve a ``start`` offset; ``"after_warmup"`` is where the Warmup on the same optimizer reaches 1."""
@@ -271,42 +211,85 @@ class LRScheduleCallback(Callback):
                         f"{type(self).__name__}.start='after_warmup', but no Warmup callback schedules optimizer "
                         f"{index}: add lightning_tuning.Warmup, or give `start` as a duration."
                     )
-                ends = [cb.end_units(trainer, run, index) for cb in warmups]
                 if any(cb.interval != self.interval for cb in warmups):
                     raise ValueError(
                         f"{type(self).__name__}.start='after_warmup' needs the Warmup to count in the same unit "
                         f"(interval={self.interval!r}); set the same `interval` on both."
                     )
-                self._start_units[index] = max(ends)
+                self._start_units[index] = max(cb.end_units(trainer, run, index) for cb in warmups)  # type: ignore[attr-defined]
             else:
                 self._start_units[index] = self._duration(start, run, "start")
+                self._check_within_run(self._start_units[index], run, "start", "the schedule would never start")
 
     def remaining(self, run: RunLength, optimizer_index: int) -> int | None:
         """Units of the run left after ``start``, the default length of schedules with an open end."""
+        self.uses_run_length = True
         total = run.total(self.interval)
         if total is None:
             return None
         return total - self._start_units.get(optimizer_index, 0)
 
     def _duration(self, value: Duration, run: RunLength | None, argument: str) -> int:
-        return resolve_duration(value, self.interval, run, f"{type(self).__name__}.{argument}")
+        units = resolve_duration(value, self.interval, run, f"{type(self).__name__}.{argument}")
+        fraction: float | None = None
+        if isinstance(value, float):
+            fraction = value
+        elif isinstance(value, str) and value.strip().endswith("%"):
+            fraction = float(value.strip()[:-1]) / 100
+        total = None if run is None else run.total(self.interval)
+        self.uses_run_length = self.uses_run_length or fraction is not None
+        if fraction is not None and total:
+            wanted = fraction * total
+            if abs(units - wanted) > 0.2 * wanted:
+                self._notes.append(
+                    f"{type(self).__name__}.{argument}={value!r} is {wanted:.3g} of this run's {total} "
+                    f"{self.interval}s and resolves to {units}: give it in {self.interval}s if you meant another "
+                    "length, or train longer."
+                )
+        return units
 
-    def _is_leader(self, trainer: pl.Trainer) -> bool:
-        if self._attached:
-            return self._leader
-        callbacks = schedule_callbacks(trainer)
-        return bool(callbacks) and callbacks[0] is self
+    def _check_within_run(self, position: int, run: RunLength, argument: str, consequence: str) -> None:
+        """The one rule for points in time a config states: each must fall inside the run, or the config is refused.
+
+        A schedule whose length is left out, or given as a fraction, always fits; one given in steps or epochs that
+        the run never reaches would silently not do what the config says.
+        """
+        total = run.total(self.interval)
+        if total is not None and position >= total:
+            message = (
+                f"{type(self).__name__}.{argument} is at {self.interval} {position}, but the run has {total} "
+                f"{self.interval}s (0..{total - 1}): {consequence}. Give it as a fraction of the run (e.g. '50%'), "
+                "shorten it, or train longer."
+            )
+            if self._manual and self.interval == "step":
+                # under manual optimization an optimizer may step several times per batch (a WGAN critic): the run's
+                # length in its own steps is not known before training, so this is a warning there
+                self._notes.append(
+                    message + " (Manual optimization: fine if this optimizer steps more than once per batch.)"
+                )
+                return
+            raise ValueError(message)
 
     # ---- Lightning hooks --------------------------------------------------------------------------------------
 
     @property
     @override
     def state_key(self) -> str:
-        # The config is part of the key so that two instances of one class coexist in a checkpoint.
-        return self._generate_state_key(optimizers=self.optimizers, config=repr(sorted(self._config.items())))
+        # The config is part of the key so that two instances of one class coexist in a checkpoint. Lightning reads
+        # the key on every hook call (profiler names): it is built once, when first asked for.
+        if self._state_key is None:
+            self._state_key = self._generate_state_key(
+                optimizers=self.optimizers, config=repr(sorted(self._config.items()))
+            )
+        return self._state_key
 
     def _state_key_prefix(self) -> str:
         return f"{type(self).__qualname__}{{'optimizers': {self.optimizers!r}, 'config': "
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._coordinator = LRCoordinator.attach(trainer, self)
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -319,143 +302,89 @@ class LRScheduleCallback(Callback):
                     f"but configure_optimizers returned {len(optimizers)} optimizer(s): "
                     f"use indices 0..{len(optimizers) - 1}."
                 )
-        self._check_ownership(trainer)
+        self._notes = []
+        self.uses_run_length = False
+        self._manual = not pl_module.automatic_optimization
+        run = run_length(trainer)
         try:
-            self.resolve(trainer, run_length(trainer))
+            self.resolve(trainer, run)
+            for index, optimizer in enumerate(optimizers):
+                if self.targets(index):
+                    self.resolve_groups(index, unwrap_optimizer(optimizer))
         except ValueError as err:
             raise MisconfigurationException(str(err)) from err
-        if len(self._steps) < len(optimizers):
-            self._steps += [0] * (len(optimizers) - len(self._steps))
-        for index, optimizer in enumerate(optimizers):
-            if not self.targets(index):
-                continue
-            for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
-            self._handles.append(optimizer.register_step_post_hook(self._make_counter(index)))
-            # With automatic optimization (one optimizer) the LR written after each batch is already the next step's:
-            # a pre-step hook would redo that work on every step. Manual optimization steps when it likes.
-            if self._is_leader(trainer) and not pl_module.automatic_optimization:
-                self._handles.append(optimizer.register_step_pre_hook(self._make_applier(trainer, index)))
-        # Computed once: apply_schedules runs every step and sorts by it.
-        self._sort_key = self.state_key
-        self._leader = self._is_leader(trainer)
-        self._attached = True
-        _PLANS.pop(trainer, None)
-
-    def _make_counter(self, optimizer_index: int) -> Any:
-        def count_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-            if optimizer not in _SUSPENDED:
-                self._steps[optimizer_index] += 1
-
-        return count_step
-
-    def _make_applier(self, trainer: pl.Trainer, optimizer_index: int) -> Any:
-        trainer_ref = weakref.ref(trainer)
-
-        def apply_before_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-            live_trainer = trainer_ref()
-            if live_trainer is not None:
-                apply_schedules(live_trainer, optimizer_index)
-
-        return apply_before_step
-
-    def _check_ownership(self, trainer: pl.Trainer) -> None:
-        mine = [type(cb).__name__ for cb in schedule_callbacks(trainer)]
-        for config in trainer.lr_scheduler_configs:
-            scheduler_optimizer = getattr(config.scheduler, "optimizer", None)
-            for index, optimizer in enumerate(trainer.optimizers):
-                if optimizer is scheduler_optimizer and self.targets(index):
-                    raise MisconfigurationException(
-                        f"Optimizer {index} ({type(optimizer).__name__}) has a learning-rate scheduler from "
-                        f"configure_optimizers or `--lr_scheduler` ({type(config.scheduler).__name__}), and the "
-                        f"callbacks {mine} schedule its learning rate too: the two would overwrite each other. "
-                        "Remove the scheduler from configure_optimizers/`--lr_scheduler` and express it as a "
-                        "lightning_tuning callback (StepLR -> StepDecay, CosineAnnealingLR -> CosineAnnealing, "
-                        "OneCycleLR -> OneCycle, ReduceLROnPlateau -> PlateauDecay, ...), or restrict the callbacks "
-                        "to other optimizers with `optimizers=[...]`."
-                    )
-        if self.cycles_momentum and self._is_leader(trainer):
-            for index in range(len(trainer.optimizers)):
-                owners = [
-                    type(cb).__name__ for cb in schedule_callbacks(trainer) if cb.cycles_momentum and cb.targets(index)
-                ]
-                if len(owners) > 1:
-                    raise MisconfigurationException(
-                        f"Optimizer {index}: {owners} all cycle its momentum; only one callback may. "
-                        "Set `cycle_momentum=False` on all but one."
-                    )
+        for note in self.lint(run):
+            rank_zero_warn(note)
+        if self._coordinator is None:  # fit called without setup (direct hook calls in tests)
+            self._coordinator = LRCoordinator.attach(trainer, self)
+        self._coordinator.callback_resolved(trainer, pl_module, self)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._is_leader(trainer):
-            apply_schedules(trainer)
+        coordinator = self._coordinator
+        if coordinator is not None:
+            coordinator.begin(trainer)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._is_leader(trainer):
-            apply_schedules(trainer)
+        coordinator = self._coordinator
+        if coordinator is not None and coordinator.is_driver(self):
+            coordinator.on_train_epoch_start(trainer)
 
     @override
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self._is_leader(trainer) and trainer._logger_connector.should_update_logs:
-            self._log_values(trainer)
+        coordinator = self._coordinator
+        if coordinator is None or not coordinator.is_driver(self):
+            return
+        if batch_idx == 0:
+            # callbacks acting at epoch start (BackboneFinetuning adds a param group, sets its LR) ran by now
+            coordinator.write_all()
+        if coordinator.log_lr and should_update_logs(trainer):
+            coordinator.log(trainer)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        coordinator = self._coordinator
+        if coordinator is not None and coordinator.is_driver(self):
+            coordinator.on_train_epoch_end(trainer)
 
     @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._is_leader(trainer):
-            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-            if isinstance(loss, torch.Tensor):
-                problem = self._loss_watch.update(loss, trainer.global_step)
-                if problem is None and self._loss_watch.pending and trainer._logger_connector.should_update_logs:
-                    problem = self._loss_watch.flush(trainer.global_step)
-                if problem is not None:
-                    warn_non_finite_loss(trainer, problem)
-            apply_schedules(trainer)
-
-    @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._is_leader(trainer) and self._loss_watch.pending:
-            problem = self._loss_watch.flush(trainer.global_step)
-            if problem is not None:
-                warn_non_finite_loss(trainer, problem)
-
-    def _log_values(self, trainer: pl.Trainer) -> None:
-        if not trainer.loggers:
-            return
-        metrics: dict[str, float] = {}
-        names = optimizer_names(trainer.optimizers)
-        for index, (plan, optimizer) in enumerate(zip(_plans(trainer), trainer.optimizers, strict=True)):
-            if plan is None:
-                continue
-            key = plan.momentum_key
-            log_momentum = key is not None and bool(plan.momentum)
-            for group_index, group in enumerate(optimizer.param_groups):
-                metrics[f"lr/{names[index]}/pg{group_index}"] = float(group["lr"])
-                if log_momentum:
-                    metrics[f"momentum/{names[index]}/pg{group_index}"] = get_momentum(group, key)  # type: ignore[arg-type]
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
+        coordinator = self._coordinator
+        if coordinator is not None and coordinator.is_driver(self):
+            coordinator.on_train_batch_end()
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        self._attached = False
-        _PLANS.pop(trainer, None)
+        coordinator = self._coordinator
+        if coordinator is None:
+            return
+        self._last_steps = list(coordinator.steps)
+        coordinator.detach(self)
+        self._coordinator = None
+
+    def steps_done(self, optimizer_index: int) -> int:
+        """Optimizer steps that really happened (skipped AMP steps excluded) for that optimizer."""
+        steps = self._steps()
+        return steps[optimizer_index] if optimizer_index < len(steps) else 0
+
+    def _steps(self) -> list[int]:
+        coordinator = self._coordinator
+        if coordinator is not None and coordinator.begun:
+            return list(coordinator.steps)
+        return list(self.restored_steps or self._last_steps)
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": list(self._steps), "config": dict(self._config)}
+        return {"steps": self._steps(), "config": dict(self._config)}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._steps = [int(s) for s in state_dict.get("steps", [])]
+        self.restored_steps = [int(s) for s in state_dict.get("steps", [])]
 
     @override
     def on_load_checkpoint(
@@ -486,35 +415,28 @@ class LRScheduleCallback(Callback):
         self.load_state_dict(saved)
 
 
-def warn_non_finite_loss(trainer: pl.Trainer, problem: str) -> None:
-    """Warn about a NaN/inf training loss, with where it happened and the learning rates."""
-    lrs = "; ".join(
-        f"{name}: " + ", ".join(f"{group['lr']:.4g}" for group in optimizer.param_groups)
-        for name, optimizer in zip(optimizer_names(trainer.optimizers), trainer.optimizers, strict=True)
-    )
-    rank_zero_warn(
-        f"{problem} (batch {trainer.fit_loop.epoch_loop.batch_idx} of epoch {trainer.current_epoch}), trained with "
-        f"learning rate(s) {lrs}. "
-        "A learning rate too high for this point of the schedule is the usual cause: lower the peak LR, lengthen "
-        "the warmup, or run `python -m lightning_tuning lr_find` to pick one."
-    )
-
-
 def per_group(value: float | Sequence[float], groups: int, argument: str) -> list[float]:
-    """Expand a value given once or once per param group (torch's ``_format_param``)."""
+    """Expand a value given once or once per param group (torch's ``_format_param``).
+
+    A value given once applies to every group, including groups added during fit.
+    """
     if isinstance(value, (list, tuple)):
         if len(value) != groups:
             raise ValueError(
-                f"`{argument}` has {len(value)} values but the optimizer has {groups} param groups: "
-                "give one value, or one per param group."
+                f"`{argument}` has {len(value)} values but the optimizer has {groups} param groups (groups added "
+                "during fit, e.g. by BackboneFinetuning, count too): give one value, which applies to every group, "
+                "or one per param group."
             )
         return [float(v) for v in value]
-    return [float(value)] * groups
+    return [float(value)] * groups  # type: ignore[arg-type]  # a number here; Sequence handled above
 
 
 def check_positive(value: float, argument: str, owner: str, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        ok = False
+    else:
+        ok = value >= 0 if allow_zero else value > 0
+    if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise MisconfigurationException(f"{owner}: `{argument}={value!r}` must be a number {bound}.")
 
@@ -529,17 +451,20 @@ def check_duration_arg(value: Duration, argument: str, allow_zero: bool = True) 
         raise MisconfigurationException(f"`{argument}=0` must be at least 1.")
 
 
-def auto_lrs(trainer: pl.Trainer, optimizer_index: int) -> list[float] | None:
-    """The per-group learning rates an LR range test in ``trainer.callbacks`` suggested, or ``None`` if none yet.
-
-    An ``"auto"`` maximum LR (``OneCycle``, ``CyclicLR``) takes these; the range test keeps the groups' ratios.
-    """
+def range_test_of(trainer: pl.Trainer) -> Any | None:
+    """The LR range test among ``trainer.callbacks`` (anything with ``suggested_lrs``), or ``None``."""
     for callback in trainer.callbacks:  # type: ignore[attr-defined]
-        suggested = getattr(callback, "suggested_lrs", None)
-        if isinstance(suggested, dict) and optimizer_index in suggested:
-            return [float(lr) for lr in suggested[optimizer_index]]
+        if hasattr(callback, "suggested_lrs"):
+            return callback
     return None
 
 
-def has_range_test(trainer: pl.Trainer) -> bool:
-    return any(hasattr(callback, "suggested_lrs") for callback in trainer.callbacks)  # type: ignore[attr-defined]
+def auto_lrs(range_test: Any | None, optimizer_index: int) -> list[float] | None:
+    """The per-group learning rates the range test suggested for that optimizer, or ``None`` if none yet.
+
+    An ``"auto"`` maximum LR (``OneCycle``, ``CyclicLR``) takes these; the range test keeps the groups' ratios.
+    """
+    suggested = getattr(range_test, "suggested_lrs", None)
+    if isinstance(suggested, dict) and optimizer_index in suggested:
+        return [float(lr) for lr in suggested[optimizer_index]]
+    return None

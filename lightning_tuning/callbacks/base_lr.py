@@ -22,8 +22,9 @@ BASE_LR_KEYS = ("initial_lr", "lt_base_lr")
 
 
 def base_lrs(optimizer: Optimizer) -> list[float]:
-    """The base LR of each param group: the one schedules start from (``initial_lr`` if a scheduler set it)."""
-    return [float(group.get("initial_lr", group["lr"])) for group in optimizer.param_groups]
+    """The base LR of each param group: the one schedules start from (the schedule coordinator's ``lt_base_lr``, or a
+    torch scheduler's ``initial_lr``, or the LR itself)."""
+    return [float(group.get("lt_base_lr", group.get("initial_lr", group["lr"]))) for group in optimizer.param_groups]
 
 
 def scale_lrs(optimizer: Optimizer, factor: float, schedulers: Sequence[Any] = ()) -> None:

@@ -11,10 +11,11 @@ from typing import Literal
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from torch.optim import Optimizer
 
 from lightning_tuning.callbacks._absolute import AbsoluteLRSchedule
 from lightning_tuning.callbacks._schedule import check_duration_arg, check_positive, per_group
-from lightning_tuning.schedules import RunLength, cyclic_lr, cyclic_momentum
+from lightning_tuning.schedules import Progress, RunLength, cyclic_lr, cyclic_momentum
 from lightning_tuning.schedules.cyclic import CyclicMode
 from lightning_tuning.schedules.durations import Duration, Interval
 
@@ -115,35 +116,42 @@ class CyclicLR(AbsoluteLRSchedule):
         self._down = self._up if self.step_size_down is None else self._duration(self.step_size_down, run, "down")
         if self._up <= 0 or self._down <= 0:
             raise ValueError(f"CyclicLR: the step sizes resolve to {self._up} and {self._down}; both must be >= 1.")
-        for index, optimizer in enumerate(trainer.optimizers):
-            if self.targets(index):
-                self._base_lrs[index] = per_group(self.base_lr, len(optimizer.param_groups), "CyclicLR.base_lr")
-                if index in self._max_lrs:
-                    self._check_bounds(index)
+        first_turn = max(self._start_units.values(), default=0) + self._up
+        self._check_within_run(first_turn, run, "step_size_up", "the LR would only ever rise")
+
+    def resolve_groups(self, optimizer_index: int, optimizer: Optimizer) -> None:
+        self._resolve_absolute_groups(optimizer_index, optimizer)
+        groups = len(optimizer.param_groups)
+        self._base_lrs[optimizer_index] = per_group(self.base_lr, groups, "CyclicLR.base_lr")
+        if optimizer_index in self._max_lrs:
+            self._check_bounds(optimizer_index)
 
     def _on_auto_resolved(self, optimizer_index: int) -> None:
-        self._check_bounds(optimizer_index)
+        try:
+            self._check_bounds(optimizer_index)
+        except ValueError as err:
+            raise MisconfigurationException(f"{err} (max_lr='auto' took the range test's suggestion)") from err
 
     def _check_bounds(self, optimizer_index: int) -> None:
-        for low, high in zip(self._base_lrs[optimizer_index], self._max_lrs[optimizer_index], strict=True):
+        for low, high in zip(self._base_lrs[optimizer_index], self._max_lrs[optimizer_index], strict=False):
             if high < low:
-                raise MisconfigurationException(
+                raise ValueError(
                     f"CyclicLR: max_lr={high:g} is below base_lr={low:g} for a param group of optimizer "
                     f"{optimizer_index}; the cycle goes from base_lr up to max_lr."
                 )
 
-    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
-        return self._lint_per_step_schedule(run)
+    def lint(self, run: RunLength) -> list[str]:
+        return super().lint(run) + self._lint_per_step_schedule(run)
 
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        t = self.progress(trainer, optimizer_index)
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        t = self.units(progress, optimizer_index)
         low = self._base_lrs[optimizer_index][group_index]
-        high = self.max_lrs(trainer, optimizer_index)[group_index]
+        high = self.max_lrs(optimizer_index)[group_index]
         return cyclic_lr(t, low, high, self._up, self._down, self.mode, self.gamma) / base_lr
 
-    def momentum(self, trainer: pl.Trainer, optimizer_index: int, group_index: int) -> float | None:
+    def momentum(self, progress: Progress, optimizer_index: int, group_index: int) -> float | None:
         if not self.cycle_momentum:
             return None
         base, top = self._momenta[optimizer_index]
-        t = self.progress(trainer, optimizer_index)
+        t = self.units(progress, optimizer_index)
         return cyclic_momentum(t, base[group_index], top[group_index], self._up, self._down, self.mode, self.gamma)

@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg
-from lightning_tuning.schedules import RunLength, exponential_factor
+from lightning_tuning.schedules import Progress, RunLength, exponential_factor
 from lightning_tuning.schedules.durations import Duration, Interval
 
 
@@ -38,6 +38,8 @@ class ExponentialDecay(LRScheduleCallback):
         >>> trainer = Trainer(callbacks=[ExponentialDecay(gamma=0.95)])
     """
 
+    group_independent = True
+
     def __init__(
         self,
         gamma: float,
@@ -59,5 +61,5 @@ class ExponentialDecay(LRScheduleCallback):
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
         self._resolve_start(trainer, run, self.start)
 
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        return exponential_factor(self.progress(trainer, optimizer_index), self.gamma)
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        return exponential_factor(self.units(progress, optimizer_index), self.gamma)

@@ -408,17 +408,21 @@ class LRRangeTest(Callback):
 @contextmanager
 def _schedules_suspended(trainer: pl.Trainer, optimizer: torch.optim.Optimizer) -> Iterator[None]:
     """Schedule callbacks neither count the sweep's steps nor write the LR while it runs."""
-    from lightning_tuning.callbacks._schedule import suspend_schedules
+    from lightning_tuning.callbacks._coordinator import suspend_schedules
 
-    with suspend_schedules([optimizer]):
+    with suspend_schedules(trainer, [optimizer]):
         yield
 
 
 def _resume_schedules(trainer: pl.Trainer) -> None:
     """Write the schedules' LR again (from the restored or the newly applied base LRs)."""
-    from lightning_tuning.callbacks._schedule import apply_schedules
+    from lightning_tuning.callbacks._coordinator import coordinator_for
 
-    apply_schedules(trainer)
+    coordinator = coordinator_for(trainer)
+    if coordinator is not None:
+        coordinator.begin(trainer)  # if the range test runs before the schedules' own on_train_start
+        coordinator.reset_written()  # the new base LRs are the range test's, not another owner's change
+        coordinator.write_all()
 
 
 # ---- the module's state outside state_dict ---------------------------------------------------------------------

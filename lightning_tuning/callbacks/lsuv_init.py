@@ -21,17 +21,20 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_tuning.callbacks._init_probe import (
+    Probe,
     first_train_batch,
+    is_fsdp,
     is_resuming,
-    make_runner,
+    noise_if_constant,
     probe_guard,
+    refuse_unsupported_strategy,
+    run_probe,
     shared_seed,
 )
 from lightning_tuning.callbacks._init_report import check_thresholds, report_and_check
 from lightning_tuning.callbacks.weight_init import verify_same_on_all_ranks
 from lightning_tuning.init.apply import apply_plan, effective_tensor, write_tensor
-from lightning_tuning.init.rules import InitRule, build_plan, describe_modules
-from lightning_tuning.init.tracing import trace_activations
+from lightning_tuning.init.rules import InitRule, build_plan, describe_modules, module_table
 
 
 class _StopForward(Exception):
@@ -49,6 +52,12 @@ class LSUVInit(Callback):
     flag of every submodule and the buffers (BatchNorm statistics) are restored afterwards. The model is measured in
     train mode, with one fixed dropout mask.
 
+    The batch is fed to the module's ``forward`` the way :mod:`~lightning_tuning.callbacks._init_probe` finds (``x``
+    of ``(x, y)``, the batch unpacked, a dict as keywords...), else ``example_input_array`` is used (replaced by
+    standard-normal noise of its shape when it is constant, as a GAN's all-zero latent example is). Only layers that
+    call reaches are pre-initialised and rescaled; the others (``MultiheadAttention.out_proj``, a GAN's
+    discriminator) are left as they are, with a warning.
+
     When: ``on_fit_start`` (after ``configure_model``, after a DDP checkpoint restore, before the first step); skipped
     when resuming from a checkpoint. Put it after :class:`~lightning_tuning.WeightInit` and
     :class:`~lightning_tuning.WeightNorm` in ``callbacks`` if they are combined (a weight-normalised layer is rescaled
@@ -57,7 +66,9 @@ class LSUVInit(Callback):
     Args:
         modules: Layer types (class names or aliases such as ``linear``, ``conv``) to process.
         name: Globs on qualified module names to restrict to; ``None``: any.
-        exclude: Globs on qualified module names to leave alone (e.g. a pretrained backbone, or the output ``head``).
+        exclude: Globs on qualified module names to leave alone (e.g. a pretrained backbone).
+        exclude_output: Leave the output layer(s) alone: the layers whose output reaches ``forward``'s result without
+            passing another layer, found from the traced call (so ``head.2``, ``decoder.2`` or ``net.6`` alike).
         tol: Tolerance on the output std: a layer is done when ``|std - 1| <= tol``.
         max_iters: Maximum rescalings per layer.
         orthogonal_preinit: Start from orthogonal weights (the paper's recipe); ``False`` keeps the current weights.
@@ -83,6 +94,7 @@ class LSUVInit(Callback):
         modules: Sequence[str] = ("linear", "conv"),
         name: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
+        exclude_output: bool = False,
         tol: float = 0.1,
         max_iters: int = 10,
         orthogonal_preinit: bool = True,
@@ -105,6 +117,9 @@ class LSUVInit(Callback):
         self.modules = list(modules)
         self.name = [name] if isinstance(name, str) else list(name or [])
         self.exclude = [exclude] if isinstance(exclude, str) else list(exclude or [])
+        if not isinstance(exclude_output, bool):
+            raise MisconfigurationException(f"LSUVInit(exclude_output={exclude_output!r}): must be true or false.")
+        self.exclude_output = exclude_output
         self.tol = tol
         self.max_iters = max_iters
         self.orthogonal_preinit = orthogonal_preinit
@@ -116,17 +131,26 @@ class LSUVInit(Callback):
         self.explode_above = explode_above
         self.initialized = False
         self.final_std: dict[str, float] = {}
+        self.output_layers: list[str] = []
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(modules=self.modules, name=self.name, exclude=self.exclude)
+        return self._generate_state_key(
+            modules=self.modules, name=self.name, exclude=self.exclude, exclude_output=self.exclude_output
+        )
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.initialized or is_resuming(trainer):
             rank_zero_info("LSUVInit: resuming or already initialised; keeping the current weights.")
             return
+        refuse_unsupported_strategy(trainer, "LSUVInit")
+        if is_fsdp(trainer):
+            raise MisconfigurationException(
+                "LSUVInit does not support FSDP: it rescales layer by layer between forward passes of the sharded"
+                " model. Run it once under DDP (or on one device) and load the weights, or use WeightInit."
+            )
         batch = first_train_batch(trainer, pl_module)
         if batch is None:
             raise MisconfigurationException(
@@ -134,7 +158,29 @@ class LSUVInit(Callback):
                 " `train_dataloaders`, DataModule `train_dataloader()` or LightningModule `train_dataloader()`)."
                 " Pass training data to `fit`, or use WeightInit instead."
             )
+        example = noise_if_constant(pl_module.example_input_array)
+        if example is not None:
+            example = trainer.strategy.batch_to_device(example)
         layers = self._select(pl_module)
+        with probe_guard(pl_module):
+            probe = run_probe(pl_module, batch, example)
+        if not probe.trace.order:
+            raise MisconfigurationException(
+                "LSUVInit could not call the module's `forward` on the first training batch."
+                f" {probe.describe_failure()}"
+            )
+        if self.exclude_output:
+            self.output_layers = list(probe.trace.output_layers)
+            layers = [n for n in layers if n not in self.output_layers]
+            rank_zero_info(f"LSUVInit: output layer(s) left alone: {', '.join(self.output_layers)}.")
+        missed = [n for n in layers if probe.runner_for(n) is None]
+        if missed:
+            how = probe.forward[0] if probe.forward else "forward"
+            rank_zero_warn(
+                f"LSUVInit: {len(missed)} layer(s) are not reached by `{how}`"
+                f" and are left as they are (not pre-initialised, not rescaled): {', '.join(missed)}."
+            )
+        layers = [n for n in probe.trace.order if n in set(layers) - set(missed)]
         seed = shared_seed(trainer, self.seed)
         rule = InitRule(
             modules=tuple(self.modules),
@@ -143,24 +189,24 @@ class LSUVInit(Callback):
             weight_args={"gain": 1.0},
             bias="zeros" if self.bias == "zeros" else None,
         )
-        if rule.weight or rule.bias:
+        if layers and (rule.weight or rule.bias):
             plan = build_plan(pl_module, [rule], self.exclude)
             entries = [e for e in plan.entries if e.module in layers and e.param in ("weight", "bias")]
             apply_plan(pl_module, entries, seed)
-        self.final_std = self._rescale(trainer, pl_module, batch, layers)
+        self.final_std = self._rescale(trainer, pl_module, probe, layers)
         verify_same_on_all_ranks(trainer, pl_module, "LSUVInit")
         self.initialized = True
         summary = ", ".join(f"{k}: {v:.3f}" for k, v in self.final_std.items())
         rank_zero_info(f"LSUVInit: output std per layer after rescaling: {summary}")
         report_and_check(
-            trainer, pl_module, batch, None, self.report, self.vanish_below, self.explode_above, "LSUVInit"
+            trainer, pl_module, batch, example, self.report, self.vanish_below, self.explode_above, "LSUVInit"
         )
 
     def _select(self, pl_module: pl.LightningModule) -> list[str]:
         selector = InitRule(modules=tuple(self.modules), name=tuple(self.name), weight="keep")
         layers = [
             n
-            for n, m in pl_module.named_modules()
+            for n, m in module_table(pl_module).items()
             if ".parametrizations." not in f".{n}."
             and selector.matches_module(n, m)
             and not any(fnmatch.fnmatchcase(n, p) for p in self.exclude)
@@ -174,19 +220,15 @@ class LSUVInit(Callback):
         return layers
 
     def _rescale(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, layers: list[str]
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, probe: Probe, layers: list[str]
     ) -> dict[str, float]:
-        modules = dict(pl_module.named_modules())
-        run = make_runner(pl_module, batch, None)
+        modules = module_table(pl_module)
         final: dict[str, float] = {}
         with probe_guard(pl_module), torch.no_grad():
             pl_module.train()
-            order = trace_activations(pl_module, layers, run).order
-            missed = [n for n in layers if n not in order]
-            if missed:
-                rank_zero_warn(f"LSUVInit: layers {missed} did not run in the forward pass and were not rescaled.")
-            for layer in order:
+            for layer in layers:
                 module = modules[layer]
+                run = probe.runner_for(layer)
                 std = math.nan
                 for attempt in range(self.max_iters + 1):
                     std = self._output_std(trainer, pl_module, module, run)
@@ -220,6 +262,8 @@ class LSUVInit(Callback):
             pass
         finally:
             handle.remove()
+        if not captured:
+            return math.nan
         out = captured[0].detach().double()
         sums = torch.stack([out.sum(), out.pow(2).sum(), torch.tensor(float(out.numel()), dtype=torch.float64)])
         sums = trainer.strategy.reduce(sums.to(pl_module.device), reduce_op="sum").cpu()

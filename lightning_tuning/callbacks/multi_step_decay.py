@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg, check_positive
-from lightning_tuning.schedules import RunLength, multi_step_factor
+from lightning_tuning.schedules import Progress, RunLength, multi_step_factor
 from lightning_tuning.schedules.durations import Duration, Interval
 
 
@@ -41,6 +41,8 @@ class MultiStepDecay(LRScheduleCallback):
         >>> from lightning_tuning import MultiStepDecay
         >>> trainer = Trainer(max_epochs=90, callbacks=[MultiStepDecay(milestones=[30, 60, 80])])
     """
+
+    group_independent = True
 
     def __init__(
         self,
@@ -74,14 +76,14 @@ class MultiStepDecay(LRScheduleCallback):
                 f"MultiStepDecay.milestones={self.milestones!r} resolve to {units} {self.interval}s, which are not "
                 "strictly increasing: list each milestone once, in order."
             )
-        total = run.total(self.interval)
-        if total is not None and units[-1] >= total:
-            raise ValueError(
-                f"MultiStepDecay.milestones={self.milestones!r}: the last milestone is at {units[-1]} "
-                f"{self.interval}s but the run ends after {total}; it would never be reached. "
-                "Drop it or train longer."
-            )
+        last = max(self._start_units.values(), default=0) + units[-1]
+        self._check_within_run(
+            last,
+            run,
+            f"milestones[{len(units) - 1}]",
+            f"that decay (milestones={self.milestones!r}) would never happen",
+        )
         self._milestone_units = units
 
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        return multi_step_factor(self.progress(trainer, optimizer_index), self._milestone_units, self.gamma)
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        return multi_step_factor(self.units(progress, optimizer_index), self._milestone_units, self.gamma)

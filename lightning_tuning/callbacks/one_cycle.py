@@ -13,10 +13,11 @@ from typing import Literal
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from torch.optim import Optimizer
 
 from lightning_tuning.callbacks._absolute import AbsoluteLRSchedule
 from lightning_tuning.callbacks._schedule import check_duration_arg, check_positive
-from lightning_tuning.schedules import OneCyclePhases, RunLength, one_cycle_lr, one_cycle_momentum
+from lightning_tuning.schedules import OneCyclePhases, Progress, RunLength, one_cycle_lr, one_cycle_momentum
 from lightning_tuning.schedules.durations import Duration, Interval
 from lightning_tuning.schedules.one_cycle import AnnealStrategy
 
@@ -133,7 +134,8 @@ class OneCycle(AbsoluteLRSchedule):
                 )
         phases = OneCyclePhases(total_steps=length, pct_start=self.pct_start, three_phase=self.three_phase)
         ends = phases.ends()
-        if any(later <= earlier for earlier, later in pairwise((-1.0, *ends))):
+        # the first phase starts at step 0, as the math does: a phase ending there would divide 0 by 0
+        if any(later <= earlier for earlier, later in pairwise((0.0, *ends))):
             raise ValueError(
                 f"OneCycle: a cycle of {length} {self.interval}s with pct_start={self.pct_start} leaves a phase with "
                 "no steps; train longer or change pct_start."
@@ -142,24 +144,27 @@ class OneCycle(AbsoluteLRSchedule):
             if self.targets(index):
                 self._phases[index] = phases
 
-    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
-        notes = self._lint_per_step_schedule(run)
+    def resolve_groups(self, optimizer_index: int, optimizer: Optimizer) -> None:
+        self._resolve_absolute_groups(optimizer_index, optimizer)
+
+    def lint(self, run: RunLength) -> list[str]:
+        notes = super().lint(run) + self._lint_per_step_schedule(run)
         if self._phases:
             length = next(iter(self._phases.values())).total_steps
             notes += self._lint_ends_early(length, run, "stays at max_lr / div_factor / final_div_factor")
         return notes
 
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        t = self.progress(trainer, optimizer_index)
-        max_lr = self.max_lrs(trainer, optimizer_index)[group_index]
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        t = self.units(progress, optimizer_index)
+        max_lr = self.max_lrs(optimizer_index)[group_index]
         phases = self._phases[optimizer_index]
         return one_cycle_lr(t, phases, max_lr, self.div_factor, self.final_div_factor, self.anneal_strategy) / base_lr
 
-    def momentum(self, trainer: pl.Trainer, optimizer_index: int, group_index: int) -> float | None:
+    def momentum(self, progress: Progress, optimizer_index: int, group_index: int) -> float | None:
         if not self.cycle_momentum:
             return None
         base, top = self._momenta[optimizer_index]
-        t = self.progress(trainer, optimizer_index)
+        t = self.units(progress, optimizer_index)
         return one_cycle_momentum(
             t, self._phases[optimizer_index], base[group_index], top[group_index], self.anneal_strategy
         )

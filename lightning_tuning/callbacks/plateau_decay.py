@@ -13,16 +13,15 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch.optim import Optimizer
 from typing_extensions import override
 
-from lightning_tuning.callbacks._schedule import (
-    LRScheduleCallback,
-    apply_schedules,
-    check_positive,
-    optimizer_names,
-    per_group,
-)
+from lightning_tuning._compat import batches_that_stepped, has_validation_data
+from lightning_tuning.callbacks._coordinator import coordinator_for
+from lightning_tuning.callbacks._names import unwrap_optimizer
+from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_positive, optimizer_names, per_group
 from lightning_tuning.schedules import PlateauTracker, RunLength
 
 
@@ -90,9 +89,9 @@ class PlateauDecay(LRScheduleCallback):
             raise MisconfigurationException(
                 f"PlateauDecay: `factor={factor!r}` must lie in (0, 1): the LR is multiplied by it at each reduction."
             )
-        for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise MisconfigurationException(f"PlateauDecay: `{name}={value!r}` must be an integer >= 0.")
+        for name, count in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise MisconfigurationException(f"PlateauDecay: `{name}={count!r}` must be an integer >= 0.")
         check_positive(threshold, "threshold", "PlateauDecay", allow_zero=True)
         check_positive(eps, "eps", "PlateauDecay", allow_zero=True)
         for value in min_lr if isinstance(min_lr, list) else [min_lr]:
@@ -107,6 +106,7 @@ class PlateauDecay(LRScheduleCallback):
         self.min_lr = min_lr
         self.eps = float(eps)
         self._trackers: dict[int, PlateauTracker] = {}
+        self._warned_non_finite = False
         self._min_lrs: dict[int, list[float]] = {}
         self._config.update(
             monitor=monitor,
@@ -128,19 +128,31 @@ class PlateauDecay(LRScheduleCallback):
         return self._trackers[optimizer_index]
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
-        for index, optimizer in enumerate(trainer.optimizers):
-            if self.targets(index):
-                self._min_lrs[index] = per_group(self.min_lr, len(optimizer.param_groups), "PlateauDecay.min_lr")
-                self._tracker(index)
+        module = trainer.lightning_module
+        validates = (
+            trainer.limit_val_batches != 0 and is_overridden("validation_step", module) and has_validation_data(trainer)
+        )
+        if not validates:
+            raise ValueError(
+                f"PlateauDecay(monitor={self.monitor!r}) decides after each validation run, but this fit has none "
+                "(no `validation_step`, no validation data, or `limit_val_batches=0`): it would never lower the LR. "
+                "Add a validation_step and val_dataloader that log the metric, or use a fixed decay such as "
+                "CosineAnnealing or StepDecay."
+            )
 
-    def lr_floor(
-        self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float
-    ) -> tuple[float, float]:
-        return self._tracker(optimizer_index).scale(group_index), self._min_lrs[optimizer_index][group_index]
+    def resolve_groups(self, optimizer_index: int, optimizer: Optimizer) -> None:
+        groups = len(optimizer.param_groups)
+        self._min_lrs[optimizer_index] = per_group(self.min_lr, groups, "PlateauDecay.min_lr")
+        self._tracker(optimizer_index).set_group_count(groups)
+
+    def lr_floor(self, optimizer_index: int, group_index: int, base_lr: float) -> tuple[float, float]:
+        scales = self._trackers[optimizer_index].scales
+        scale = scales[group_index] if group_index < len(scales) else 1.0
+        return scale, self._min_lrs[optimizer_index][group_index]
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.state.fn != "fit" or not self._attached:
+        if trainer.state.fn != "fit" or self._coordinator is None:
             return
         if self.monitor not in trainer.callback_metrics:
             available = sorted(trainer.callback_metrics)
@@ -151,21 +163,32 @@ class PlateauDecay(LRScheduleCallback):
             )
         if trainer.sanity_checking:
             return
-        value = trainer.callback_metrics[self.monitor].detach().float().to(pl_module.device)
-        value = float(trainer.strategy.reduce(value, reduce_op="mean"))
+        metric = trainer.callback_metrics[self.monitor].detach().float().to(pl_module.device)
+        value = float(trainer.strategy.reduce(metric, reduce_op="mean"))
         if not math.isfinite(value):
-            rank_zero_warn(
-                f"PlateauDecay: `{self.monitor}` is {value} at step {trainer.global_step}; counted as no improvement."
-            )
+            # a diverged run is NonFiniteLossGuard's business: cutting the LR on a NaN only hides it
+            if not self._warned_non_finite:
+                self._warned_non_finite = True
+                rank_zero_warn(
+                    f"PlateauDecay: `{self.monitor}` is {value} at step {trainer.global_step}; validations with a "
+                    "non-finite value are skipped (no reduction, no patience used). The model has likely diverged: "
+                    "lower the LR or lengthen the warmup."
+                )
+            return
         reduced_any = False
         names = optimizer_names(trainer.optimizers)
+        coordinator = coordinator_for(trainer)
         for index, optimizer in enumerate(trainer.optimizers):
             if not self.targets(index):
                 continue
-            base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-            if self._tracker(index).update(value, base_lrs, self._min_lrs[index], self.eps):
+            optimizer = unwrap_optimizer(optimizer)
+            tracker = self._tracker(index)
+            tracker.set_group_count(len(optimizer.param_groups))
+            current_lrs = [float(group["lr"]) for group in optimizer.param_groups]
+            if tracker.update(value, current_lrs, self._min_lrs[index], self.eps):
                 reduced_any = True
-                apply_schedules(trainer, index)
+                if coordinator is not None:
+                    coordinator.write_optimizer(index)
                 lrs = ", ".join(f"{group['lr']:.3g}" for group in optimizer.param_groups)
                 rank_zero_info(
                     f"PlateauDecay: `{self.monitor}` has not improved on {self._tracker(index).best:.5g} for more "
@@ -183,7 +206,7 @@ class PlateauDecay(LRScheduleCallback):
             metrics[f"plateau/{names[index]}/bad_validations"] = float(tracker.num_bad_epochs)
             for group, scale in enumerate(tracker.scales):
                 metrics[f"plateau/{names[index]}/scale/pg{group}"] = scale
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        step = batches_that_stepped(trainer)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
 

@@ -12,7 +12,7 @@ from typing import Literal
 import lightning.pytorch as pl
 
 from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg, check_positive
-from lightning_tuning.schedules import RunLength, step_factor
+from lightning_tuning.schedules import Progress, RunLength, step_factor
 from lightning_tuning.schedules.durations import Duration, Interval
 
 
@@ -40,6 +40,8 @@ class StepDecay(LRScheduleCallback):
         >>> trainer = Trainer(max_epochs=90, callbacks=[StepDecay(step_size=30, gamma=0.1)])
     """
 
+    group_independent = True
+
     def __init__(
         self,
         step_size: Duration,
@@ -64,12 +66,8 @@ class StepDecay(LRScheduleCallback):
         self._step_units = self._duration(self.step_size, run, "step_size")
         if self._step_units <= 0:
             raise ValueError(f"StepDecay.step_size={self.step_size!r} resolves to 0 {self.interval}s; use at least 1.")
+        first_decay = max(self._start_units.values(), default=0) + self._step_units
+        self._check_within_run(first_decay, run, "step_size", "the first decay would come after the run ends")
 
-    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
-        total = run.total(self.interval)
-        if total is not None and self._step_units >= total:
-            return [f"StepDecay.step_size is {self._step_units} {self.interval}s, the run {total}: it never decays."]
-        return []
-
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        return step_factor(self.progress(trainer, optimizer_index), self._step_units, self.gamma)
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        return step_factor(self.units(progress, optimizer_index), self._step_units, self.gamma)

@@ -11,11 +11,13 @@ from typing import Literal
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from torch.optim import Optimizer
 
-from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg
-from lightning_tuning.schedules import RunLength, untuned_warmup_length, warmup_end, warmup_factor
+from lightning_tuning.callbacks._schedule import LRScheduleCallback, check_duration_arg, check_positive, per_group
+from lightning_tuning.schedules import Progress, RunLength, untuned_warmup_length, warmup_end, warmup_factor
 from lightning_tuning.schedules.durations import Interval
 from lightning_tuning.schedules.warmup import WarmupKind
+from lightning_tuning.schedules.warmup_from import warmup_from_factor
 
 _DEFAULT_START = {"linear": 0.0, "exponential": 0.0, "constant": 0.1}
 
@@ -35,6 +37,12 @@ class Warmup(LRScheduleCallback):
       1e-3 of it (after about ``6.9 L`` steps).
     * ``constant``: ``s`` for the first ``L`` steps, then 1 (Goyal et al., 2017).
 
+    With ``start_lr`` (``a``, absolute; linear only) the warmup runs on the peers' clock instead: step ``t`` runs at
+    ``a + (base_lr - a) * t / L`` for ``t < L`` and at the full LR from step ``L`` on, so the first step runs at ``a``
+    itself and ``L`` is the peer's own number: Hugging Face ``num_warmup_steps`` (``start_lr=0``), timm ``warmup_t``
+    with ``warmup_lr_init=a``, torch ``LinearLR(start_factor=s, total_iters=L)`` with ``start_lr=[s * lr of each
+    group]`` (``docs/schedules_mapping.md``). A schedule with ``start="after_warmup"`` starts at step ``L``.
+
     Args:
         length: how long the warmup lasts. An ``int`` counts optimizer steps (epochs with ``interval="epoch"``);
             also ``"3epochs"``, ``"500steps"``, ``"5%"`` or a float fraction of the run; or ``"untuned"``: the
@@ -43,6 +51,8 @@ class Warmup(LRScheduleCallback):
         kind: ``"linear"``, ``"exponential"`` or ``"constant"``.
         start_factor: the multiplier the warmup starts from, in ``[0, 1)``. Default 0 (linear and exponential)
             or 0.1 (constant).
+        start_lr: instead of ``start_factor``, the absolute LR of the first step (``>= 0``; 0 included, as Hugging
+            Face starts): one value, or one per param group. Linear warmup only.
         interval: ``"step"`` (default) or ``"epoch"``: what one unit of ``length`` is.
         optimizers: indices of the optimizers to warm up; ``None`` (default) for all.
 
@@ -58,6 +68,8 @@ class Warmup(LRScheduleCallback):
         >>> trainer = Trainer(callbacks=[Warmup(500), CosineAnnealing(start="after_warmup")])
     """
 
+    group_independent = True
+
     is_warmup = True
 
     def __init__(
@@ -67,8 +79,22 @@ class Warmup(LRScheduleCallback):
         start_factor: float | None = None,
         interval: Interval = "step",
         optimizers: list[int] | None = None,
+        start_lr: float | list[float] | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        if start_lr is not None:
+            if start_factor is not None:
+                raise MisconfigurationException(
+                    f"Warmup: give either `start_factor={start_factor!r}` (relative) or `start_lr={start_lr!r}` "
+                    "(absolute), not both."
+                )
+            if kind != "linear":
+                raise MisconfigurationException(
+                    f"Warmup: `start_lr` is for kind='linear' (the peers' linear warmup), not kind={kind!r}; use "
+                    "`start_factor` with that kind."
+                )
+            for value in start_lr if isinstance(start_lr, (list, tuple)) else [start_lr]:
+                check_positive(value, "start_lr", "Warmup", allow_zero=True)
         if kind not in _DEFAULT_START:
             raise MisconfigurationException(
                 f"Warmup: `kind={kind!r}` is not allowed; use one of {list(_DEFAULT_START)}."
@@ -95,12 +121,21 @@ class Warmup(LRScheduleCallback):
         self.length = length
         self.kind: WarmupKind = kind
         self.start_factor = float(start_factor)
+        self.start_lr = list(start_lr) if isinstance(start_lr, (list, tuple)) else start_lr
         self._lengths: dict[int, int] = {}
+        self._start_lrs: dict[int, list[float]] = {}
         self._config.update(length=length, kind=kind, start_factor=self.start_factor)
+        if start_lr is not None:  # only when given: the state key of older checkpoints stays valid
+            self._config.update(start_lr=self.start_lr)
+        # an absolute start LR makes the factor depend on each group's base LR
+        self.group_independent = start_lr is None
 
     def end_units(self, trainer: pl.Trainer, run: RunLength, optimizer_index: int) -> int:
         """The first unit at which this warmup's factor is exactly 1, for that optimizer."""
-        return warmup_end(self._length_for(trainer, run, optimizer_index), self.kind)
+        return self._end(self._length_for(trainer, run, optimizer_index))
+
+    def _end(self, length: int) -> int:
+        return length if self.start_lr is not None else warmup_end(length, self.kind)
 
     def _length_for(self, trainer: pl.Trainer, run: RunLength, optimizer_index: int) -> int:
         if optimizer_index in self._lengths:
@@ -134,17 +169,24 @@ class Warmup(LRScheduleCallback):
             if self.targets(index):
                 self._length_for(trainer, run, index)
 
-    def lint(self, trainer: pl.Trainer, run: RunLength) -> list[str]:
-        notes = self._lint_per_step_schedule(run)
+    def lint(self, run: RunLength) -> list[str]:
+        notes = super().lint(run) + self._lint_per_step_schedule(run)
         total = run.total(self.interval)
         for index, length in self._lengths.items():
-            if total and warmup_end(length, self.kind) > total / 2:
+            if total and self._end(length) > total / 2:
                 notes.append(
-                    f"Warmup of optimizer {index} lasts {warmup_end(length, self.kind)} of {total} {self.interval}s: "
+                    f"Warmup of optimizer {index} lasts {self._end(length)} of {total} {self.interval}s: "
                     "more than half the run is spent below the target LR."
                 )
         return notes
 
-    def lr_factor(self, trainer: pl.Trainer, optimizer_index: int, group_index: int, base_lr: float) -> float:
-        t = self.progress(trainer, optimizer_index)
+    def resolve_groups(self, optimizer_index: int, optimizer: Optimizer) -> None:
+        if self.start_lr is not None:
+            self._start_lrs[optimizer_index] = per_group(self.start_lr, len(optimizer.param_groups), "Warmup.start_lr")
+
+    def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        t = self.units(progress, optimizer_index)
+        if self.start_lr is not None:
+            start_lr = self._start_lrs[optimizer_index][group_index]
+            return warmup_from_factor(t, self._lengths[optimizer_index], base_lr, start_lr)
         return warmup_factor(t, self._lengths[optimizer_index], self.kind, self.start_factor)

@@ -17,12 +17,21 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from lightning_tuning.callbacks._init_probe import is_resuming, require_probe_input, shared_seed
+from lightning_tuning.callbacks._init_probe import (
+    Probe,
+    is_resuming,
+    materialised,
+    probe_guard,
+    refuse_unsupported_strategy,
+    require_probe_input,
+    run_probe,
+    shared_seed,
+)
 from lightning_tuning.callbacks._init_report import check_thresholds, measure, publish, report_and_check
 from lightning_tuning.init.apply import InitHadNoEffectError, apply_plan, parameter_checksum
-from lightning_tuning.init.rules import InitRule, build_plan, describe_modules, parse_rules
+from lightning_tuning.init.rules import InitRule, build_plan, describe_modules, parse_rules, resolve_auto
 from lightning_tuning.init.schemes import needs_activation
-from lightning_tuning.init.tracing import trace_activations
+from lightning_tuning.init.tracing import structural_input_activations
 
 
 class WeightInit(Callback):
@@ -40,7 +49,21 @@ class WeightInit(Callback):
     ``uniform``, ``trunc_normal``, ``xavier_uniform``, ``xavier_normal``, ``kaiming_uniform``, ``kaiming_normal``,
     ``orthogonal``, ``lecun_normal``, ``variance_scaling``, ``default`` (``reset_parameters()``) and ``keep``;
     arguments and conventions are documented in :mod:`lightning_tuning.init.schemes`. ``gain: auto`` /
-    ``nonlinearity: auto`` use the activation that follows the layer in one traced forward pass.
+    ``nonlinearity: auto`` use the activation the layer's *input* went through, found by one traced call of the
+    module's ``forward`` (``linear``, i.e. gain 1, for a layer that reads raw data or another layer's output): this is
+    He et al.'s derivation, and it keeps the signal of a deep GELU/SiLU/tanh MLP within 0.5-2x of the input's std.
+    Layers ``forward`` never calls (``MultiheadAttention.out_proj``, a GAN's discriminator when ``forward`` is the
+    generator) take the activation from the ``nn.Sequential`` they sit in when it is certain, else their own
+    documented default init (``U(±1/sqrt(fan_in))`` for Linear/Conv); the log says which layers did.
+
+    ``exclude_output=True`` leaves the output layer(s) alone: the layers whose output reaches ``forward``'s result
+    without passing through another layer (found from the autograd graph of the traced call, so it works whatever the
+    layer is called: ``head``, ``decoder.2``, ``net.6``).
+
+    The probe calls ``forward`` with the first training batch in the obvious ways (``x`` of an ``(x, y)`` batch, the
+    batch unpacked, a dict as keywords, ...), then with ``example_input_array``; it never runs backward, an optimizer
+    or a logger (see :mod:`lightning_tuning.callbacks._init_probe`). Every rule is checked and every tensor drawn
+    before the first is written: an error leaves the model as it was.
 
     When: in ``on_fit_start``, i.e. after ``configure_model`` (so modules built there are covered), after a DDP/default
     checkpoint restore and before the first optimizer step. Every parameter is drawn from its own generator seeded by
@@ -54,6 +77,7 @@ class WeightInit(Callback):
         seed: Seed of the per-parameter generators. ``None``: rank 0's ``torch.initial_seed()``, broadcast (so a
             ``seed_everything`` run is reproducible and the ranks still agree).
         exclude: Globs on qualified module names that are never touched (e.g. a pretrained ``"backbone*"``).
+        exclude_output: Never touch the output layer(s), found from the traced ``forward`` (see above).
         strict: Raise if a rule selects no parameter (it is probably misspelled); otherwise warn.
         verify_ranks: Under multi-process strategies, compare a checksum of all parameters across ranks after init.
         report: Print and log the per-layer init report (weight std, output mean/std, gradient std, dead ReLUs).
@@ -85,6 +109,7 @@ class WeightInit(Callback):
         rules: Sequence[dict[str, Any]],
         seed: int | None = None,
         exclude: Sequence[str] | None = None,
+        exclude_output: bool = False,
         strict: bool = True,
         verify_ranks: bool = True,
         report: bool = False,
@@ -111,6 +136,9 @@ class WeightInit(Callback):
         self.rules = [dict(r) if isinstance(r, Mapping) else r for r in rules]
         self.seed = seed
         self.exclude = list(exclude or [])
+        if not isinstance(exclude_output, bool):
+            raise MisconfigurationException(f"WeightInit(exclude_output={exclude_output!r}): must be true or false.")
+        self.exclude_output = exclude_output
         self.strict = strict
         self.verify_ranks = verify_ranks
         self.report = report
@@ -120,11 +148,15 @@ class WeightInit(Callback):
         self.initialized = False
         self.seed_used: int | None = None
         self.plan: list[dict[str, Any]] = []
+        self.output_layers: list[str] = []
+        self.notes: dict[str, str] = {}
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(rules=self.rules, seed=self.seed, exclude=self.exclude)
+        return self._generate_state_key(
+            rules=self.rules, seed=self.seed, exclude=self.exclude, exclude_output=self.exclude_output
+        )
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -136,7 +168,15 @@ class WeightInit(Callback):
         if self.report or self.vanish_below is not None or self.explode_above is not None:
             batch, example = require_probe_input(trainer, pl_module, "WeightInit(report=True)", "a batch to measure")
             report_and_check(
-                trainer, pl_module, batch, example, self.report, self.vanish_below, self.explode_above, "WeightInit"
+                trainer,
+                pl_module,
+                batch,
+                example,
+                self.report,
+                self.vanish_below,
+                self.explode_above,
+                "WeightInit",
+                self.notes,
             )
 
     @override
@@ -152,6 +192,7 @@ class WeightInit(Callback):
         publish(trainer, measure(pl_module, batch, None), "WeightInit report")
 
     def _initialise(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        refuse_unsupported_strategy(trainer, "WeightInit")
         plan = build_plan(pl_module, self._rules, self.exclude)
         for index, rule in enumerate(self._rules):
             if plan.selected_by_rule[index] == 0:
@@ -169,23 +210,51 @@ class WeightInit(Callback):
                     f"WeightInit: rules[{index}] ({rule.describe()}) is shadowed: every parameter it selects is taken"
                     " by an earlier rule (first match wins). Move it up if it should apply."
                 )
+        entries = plan.entries
+        auto = any(needs_activation(e.scheme, e.args) for e in entries)
         activations = None
-        if any(needs_activation(e.scheme, e.args) for e in plan.entries):
-            batch, example = require_probe_input(trainer, pl_module, "WeightInit", "a forward pass for `auto` gains")
-            activations = _traced_activations(pl_module, batch, example)
+        if auto or self.exclude_output:
+            probe = _probe(trainer, pl_module, "a forward pass for `auto` gains / `exclude_output`")
+            traced = probe.forward is not None or probe.training_step is not None
+            if self.exclude_output:
+                if not traced or not probe.trace.output_layers:
+                    raise MisconfigurationException(
+                        "WeightInit(exclude_output=True) needs a traced call of `forward` to find the output layer,"
+                        f" but none worked. {probe.describe_failure()}"
+                    )
+                self.output_layers = list(probe.trace.output_layers)
+                entries = [e for e in entries if e.module not in self.output_layers]
+                rank_zero_info(f"WeightInit: output layer(s) left alone: {', '.join(self.output_layers)}.")
+            if auto:
+                if not traced:
+                    rank_zero_warn(
+                        "WeightInit: could not call the module's `forward` to find the activations for `auto` gains;"
+                        " using the model's structure or each layer's own default init instead."
+                        f" {probe.describe_failure()}"
+                    )
+                inputs = {k: v for k, v in probe.trace.input_activation.items() if k in probe.trace.order}
+                pending = [e.module for e in entries if e.module not in inputs]
+                structural = structural_input_activations(pl_module, pending)
+                entries, activations, self.notes = resolve_auto(
+                    pl_module, entries, inputs, structural, needs_activation
+                )
+                if self.notes:
+                    lines = "\n  ".join(f"{name}: {note}" for name, note in self.notes.items())
+                    rank_zero_warn(f"WeightInit: `auto` gain not from the traced forward for:\n  {lines}")
         seed = shared_seed(trainer, self.seed)
-        try:
-            apply_plan(pl_module, plan.entries, seed, activations)
-        except InitHadNoEffectError as err:
-            raise MisconfigurationException(f"WeightInit: {err}") from None
-        except ValueError as err:
-            raise MisconfigurationException(f"WeightInit: {err}") from None
-        if self.verify_ranks:
-            verify_same_on_all_ranks(trainer, pl_module, "WeightInit")
+        with materialised(trainer):  # FSDP: full parameters, written back to each rank's shard
+            try:
+                apply_plan(pl_module, entries, seed, activations)
+            except InitHadNoEffectError as err:
+                raise MisconfigurationException(f"WeightInit: {err}") from None
+            except ValueError as err:
+                raise MisconfigurationException(f"WeightInit: {err}") from None
+            if self.verify_ranks:
+                verify_same_on_all_ranks(trainer, pl_module, "WeightInit")
         self.initialized = True
         self.seed_used = int(seed)
-        self.plan = [entry.to_dict() for entry in plan.entries]
-        rank_zero_info(f"WeightInit: initialised {len(plan.entries)} parameter tensors (seed {seed}).")
+        self.plan = [entry.to_dict() for entry in entries]
+        rank_zero_info(f"WeightInit: initialised {len(entries)} parameter tensors (seed {seed}).")
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -198,11 +267,10 @@ class WeightInit(Callback):
         self.plan = list(state_dict.get("plan", []))
 
 
-def _traced_activations(pl_module: pl.LightningModule, batch: Any, example: Any) -> dict:
-    from lightning_tuning.callbacks._init_probe import make_runner, probe_guard, weight_layers
-
-    with probe_guard(pl_module), torch.no_grad():
-        return trace_activations(pl_module, weight_layers(pl_module), make_runner(pl_module, batch, example)).activation
+def _probe(trainer: pl.Trainer, pl_module: pl.LightningModule, need: str) -> Probe:
+    batch, example = require_probe_input(trainer, pl_module, "WeightInit", need)
+    with probe_guard(pl_module):
+        return run_probe(pl_module, batch, example)
 
 
 def verify_same_on_all_ranks(trainer: pl.Trainer, pl_module: pl.LightningModule, who: str) -> None:

@@ -42,5 +42,6 @@ def save_arrays_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # several processes (DDP ranks on several nodes, parallel test runs) may generate the same file at once
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
-    np.savez(partial, **arrays)
+    # numpy's stubs match a ``**dict`` against savez's keyword-only ``allow_pickle: bool`` too
+    np.savez(partial, **arrays)  # type: ignore[arg-type]
     os.replace(partial, path)

@@ -83,7 +83,7 @@ def nonlinearity_gain(nonlinearity: str, param: float | None = None) -> float:
     """
     name = nonlinearity.lower()
     if name in TORCH_KNOWN:
-        return float(torch.nn.init.calculate_gain(name, param))
+        return float(torch.nn.init.calculate_gain(name, param))  # type: ignore[arg-type]
     if name in NUMERIC_ACTIVATIONS:
         return _numeric_gain_by_name(name)
     raise ValueError(
@@ -109,7 +109,7 @@ class Activation:
     def gain(self) -> float:
         """torch's gain when torch knows the name, else ``1 / sqrt(E[f(x)^2])``."""
         if self.name in TORCH_KNOWN:
-            return float(torch.nn.init.calculate_gain(self.name, self.param))
+            return float(torch.nn.init.calculate_gain(self.name, self.param))  # type: ignore[arg-type]
         if self.fn is not None:
             return numeric_gain(self.fn)
         return nonlinearity_gain(self.name, self.param)

@@ -7,7 +7,7 @@ pass and returns a scalar loss. The caller is responsible for RNG, train/eval mo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lightning_tuning.init.gain import Activation
-from lightning_tuning.init.rules import module_param_names
+from lightning_tuning.init.rules import module_param_names, module_table
 
 _DEAD_CAPABLE = ("relu", "relu6")
 
@@ -62,22 +62,28 @@ def layer_statistics(
     layers: Sequence[str],
     activations: Mapping[str, Activation],
     run_loss: Callable[[], torch.Tensor | None],
+    untraced: Collection[str] = (),
 ) -> list[LayerStats]:
     """Measure every layer in ``layers`` with one forward and one backward of ``run_loss()``.
 
+    Layers in ``untraced`` (never reached by the traced call) are labelled so; their output statistics are NaN.
+
     Gradients are computed with ``torch.autograd.grad`` so no ``.grad`` is written and nothing is left to zero.
     """
-    modules = dict(model.named_modules())
+    modules = module_table(model)
     outputs: dict[str, torch.Tensor] = {}
     handles = []
 
     def hook(name: str) -> Callable[..., None]:
         def capture(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            if name not in outputs and isinstance(output, torch.Tensor):
+            if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+                output = output[0]  # MultiheadAttention returns (attn_output, attn_weights)
+            if name not in outputs and isinstance(output, torch.Tensor) and output.is_floating_point():
                 outputs[name] = output.detach()
 
         return capture
 
+    layers = [name for name in layers if name]  # the root's own parameters get rows of their own below
     try:
         for name in layers:
             handles.append(modules[name].register_forward_hook(hook(name)))
@@ -99,6 +105,19 @@ def layer_statistics(
             grads = dict(zip(targets, results, strict=True))
 
     stats = []
+    for param_name, param in model.named_parameters(recurse=False):  # e.g. a position embedding on the root
+        stats.append(
+            LayerStats(
+                layer=param_name,
+                kind="Parameter",
+                activation="-",
+                weight_std=param.detach().float().std().item() if param.numel() > 1 else math.nan,
+                act_mean=math.nan,
+                act_std=math.nan,
+                grad_std=math.nan,
+                dead_frac=math.nan,
+            )
+        )
     for name in layers:
         module = modules[name]
         out = outputs.get(name)
@@ -114,7 +133,7 @@ def layer_statistics(
             LayerStats(
                 layer=name,
                 kind=type(module).__name__,
-                activation=repr(act) if act is not None else "?",
+                activation=repr(act) if act is not None else "untraced" if name in untraced else "-",
                 weight_std=weight.detach().float().std().item()
                 if weight is not None and weight.numel() > 1
                 else math.nan,
@@ -127,17 +146,33 @@ def layer_statistics(
     return stats
 
 
-def format_table(stats: Sequence[LayerStats]) -> str:
-    """A compact fixed-width table, one row per layer."""
+def _number(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3g}"
+
+
+def format_table(stats: Sequence[LayerStats], notes: Mapping[str, str] | None = None) -> str:
+    """A fixed-width table, one row per layer; names are never cut (the column is as wide as the longest name).
+
+    Values that do not exist are shown as ``-`` (no output for a layer ``forward`` never calls, such as
+    ``MultiheadAttention.out_proj``; no dead fraction for a non-ReLU layer). ``notes`` (layer → text) are listed under
+    the table.
+    """
     columns = ("w_std", "out_mean", "out_std", "grad_std")
-    header = f"{'layer':<28} {'type':<10} {'act':<10} " + " ".join(f"{c:>9}" for c in columns) + f" {'dead':>6}"
+    name_width = max([len("layer"), *(len(s.layer) for s in stats)])
+    kind_width = max([len("type"), *(len(s.kind) for s in stats)])
+    act_width = max([len("act"), *(len(s.activation) for s in stats)])
+    header = (
+        f"{'layer':<{name_width}} {'type':<{kind_width}} {'act':<{act_width}} "
+        + " ".join(f"{c:>9}" for c in columns)
+        + f" {'dead':>6}"
+    )
     rows = [header, "-" * len(header)]
     for s in stats:
         dead = "-" if math.isnan(s.dead_frac) else f"{s.dead_frac:.0%}"
-        rows.append(
-            f"{s.layer[-28:]:<28} {s.kind[:10]:<10} {s.activation[:10]:<10} {s.weight_std:>9.3g} {s.act_mean:>9.3g}"
-            f" {s.act_std:>9.3g} {s.grad_std:>9.3g} {dead:>6}"
-        )
+        values = " ".join(f"{_number(v):>9}" for v in (s.weight_std, s.act_mean, s.act_std, s.grad_std))
+        rows.append(f"{s.layer:<{name_width}} {s.kind:<{kind_width}} {s.activation:<{act_width}} {values} {dead:>6}")
+    for layer, note in (notes or {}).items():
+        rows.append(f"* {layer}: {note}")
     return "\n".join(rows)
 
 

@@ -22,6 +22,7 @@ parameters, and names a scheme for weights and one for biases::
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -147,13 +148,32 @@ def module_param_names(module: nn.Module) -> list[str]:
     """The module's own parameter names, with a parametrised tensor listed under its plain name (``weight``)."""
     names = [name for name, _ in module.named_parameters(recurse=False)]
     if parametrize.is_parametrized(module):
-        names.extend(module.parametrizations.keys())
+        names.extend(getattr(module, "parametrizations").keys())  # noqa: B009
     return names
 
 
+#: Path parts that wrappers insert into qualified names (FSDP, activation checkpointing, torch.compile).
+WRAPPER_PARTS = ("_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod")
+
+
+def canonical_name(name: str) -> str:
+    """A qualified module name without wrapper parts: what the same module is called in the unwrapped model."""
+    return ".".join(part for part in name.split(".") if part not in WRAPPER_PARTS)
+
+
+def _is_wrapper(module: nn.Module) -> bool:
+    return type(module).__name__ in ("FullyShardedDataParallel", "CheckpointWrapper", "OptimizedModule")
+
+
+def module_table(model: nn.Module) -> dict[str, nn.Module]:
+    """``dict(model.named_modules())`` keyed by canonical names (an FSDP-wrapped ``body`` is ``body``, the wrapped
+    module itself, not its wrapper), so names, rules and per-parameter seeds match the unwrapped model."""
+    return {canonical_name(name): module for name, module in model.named_modules() if not _is_wrapper(module)}
+
+
 def initialisable_modules(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
-    """Modules that own parameters, skipping the internal modules of torch parametrizations."""
-    for name, module in model.named_modules():
+    """Modules that own parameters (canonical names), skipping wrappers and torch parametrizations' internals."""
+    for name, module in module_table(model).items():
         if ".parametrizations." in f".{name}.":  # g and v of a weight-normalised layer belong to its parent
             continue
         if module_param_names(module):
@@ -162,7 +182,7 @@ def initialisable_modules(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
 
 def param_requires_grad(module: nn.Module, param_name: str) -> bool:
     if parametrize.is_parametrized(module, param_name):
-        return any(p.requires_grad for p in module.parametrizations[param_name].parameters())
+        return any(p.requires_grad for p in getattr(module, "parametrizations")[param_name].parameters())  # noqa: B009
     return getattr(module, param_name).requires_grad
 
 
@@ -232,3 +252,57 @@ def describe_modules(model: nn.Module, limit: int = 40) -> str:
     items = [f"{name or '<root>'} ({type(module).__name__})" for name, module in initialisable_modules(model)]
     more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
     return ", ".join(items[:limit]) + more
+
+
+def documented_default(module: nn.Module) -> tuple[str, Mapping[str, Any], str]:
+    """The init a layer's own ``reset_parameters()`` documents for its weight, as ``(scheme, args, description)``.
+
+    ``nn.Linear`` (and subclasses such as ``MultiheadAttention.out_proj``) and every ``Conv``/``ConvTranspose``:
+    ``kaiming_uniform_(a=sqrt(5))``,
+    i.e. ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (written explicitly so it also works through a parametrisation);
+    any other module: its ``reset_parameters()`` (scheme ``default``).
+    """
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        args = validate_scheme("kaiming_uniform", {"a": math.sqrt(5.0), "mode": "fan_in", "nonlinearity": "leaky_relu"})
+        return "kaiming_uniform", args, f"{type(module).__name__} default U(-1/sqrt(fan_in), 1/sqrt(fan_in))"
+    return "default", {}, f"{type(module).__name__}.reset_parameters()"
+
+
+def resolve_auto(
+    model: nn.Module,
+    entries: Sequence[PlanEntry],
+    traced: Mapping[str, Any],
+    structural: Mapping[str, Any],
+    needs_activation: Any,
+) -> tuple[list[PlanEntry], dict[str, Any], dict[str, str]]:
+    """Give every ``auto`` entry an activation: traced, else read from the structure, else the layer's own default.
+
+    Args:
+        traced: Layer → input activation found by the traced forward.
+        structural: Layer → input activation read from ``nn.Sequential`` structure (for layers forward never ran).
+        needs_activation: ``(scheme, args) -> bool``.
+
+    Returns:
+        The entries (``auto`` entries of layers with no activation replaced by :func:`documented_default`), the
+        activation per layer, and layer → a note saying where its ``auto`` gain came from when not from the trace.
+    """
+    modules = module_table(model)
+    activations: dict[str, Any] = dict(traced)
+    notes: dict[str, str] = {}
+    out: list[PlanEntry] = []
+    for entry in entries:
+        if not needs_activation(entry.scheme, entry.args) or entry.module in traced:
+            out.append(entry)
+            continue
+        if entry.module in structural:
+            activations[entry.module] = structural[entry.module]
+            notes[entry.module] = (
+                f"not called through forward; input activation {structural[entry.module]!r} read"
+                " from the nn.Sequential it sits in"
+            )
+            out.append(entry)
+            continue
+        scheme, args, description = documented_default(modules[entry.module])
+        notes[entry.module] = f"not called through forward; `auto` fell back to the layer's own default ({description})"
+        out.append(PlanEntry(entry.module, entry.param, entry.rule, scheme, args))
+    return out, activations, notes

@@ -13,12 +13,14 @@ from lightning_tuning.schedules.decay import exponential_factor, multi_step_fact
 from lightning_tuning.schedules.durations import Duration, RunLength, resolve_duration
 from lightning_tuning.schedules.one_cycle import OneCyclePhases, one_cycle_lr, one_cycle_momentum
 from lightning_tuning.schedules.plateau import PlateauTracker
+from lightning_tuning.schedules.progress import Progress
 from lightning_tuning.schedules.warmup import untuned_warmup_length, warmup_end, warmup_factor
 
 __all__ = [
     "Duration",
     "OneCyclePhases",
     "PlateauTracker",
+    "Progress",
     "RunLength",
     "compose_lr",
     "cosine_annealing_lr",

@@ -58,10 +58,27 @@ class PlateauTracker:
             return value > self.best * (self.threshold + 1.0)
         return value > self.best + self.threshold
 
-    def update(self, value: float, base_lrs: Sequence[float], min_lrs: Sequence[float], eps: float) -> bool:
-        """Record one validation result; returns whether the learning rate was reduced."""
-        if len(self.scales) != len(base_lrs):
-            self.scales = [1.0] * len(base_lrs)
+    def set_group_count(self, groups: int) -> None:
+        """Follow the optimizer's param groups: a group added joins at scale 1; earlier reductions are kept.
+
+        Raises:
+            ValueError: the group count shrank (torch's ``ReduceLROnPlateau`` refuses that too).
+        """
+        if groups < len(self.scales):
+            raise ValueError(
+                f"PlateauDecay tracks {len(self.scales)} param groups but the optimizer now has {groups}: a removed "
+                "group would silently shift every later group's reductions. Add param groups during fit, do not "
+                "remove them."
+            )
+        self.scales.extend([1.0] * (groups - len(self.scales)))
+
+    def update(self, value: float, current_lrs: Sequence[float], min_lrs: Sequence[float], eps: float) -> bool:
+        """Record one validation result; returns whether the learning rate was reduced.
+
+        ``current_lrs`` are the LRs the optimizer holds now, everything composed (torch's ``param_group["lr"]``):
+        like torch, a reduction is skipped for a group once it would lower that LR by ``eps`` or less.
+        """
+        self.set_group_count(len(current_lrs))
         if self.is_better(value):
             self.best = value
             self.num_bad_epochs = 0
@@ -73,11 +90,11 @@ class PlateauTracker:
         if self.num_bad_epochs <= self.patience:
             return False
         reduced = False
-        for group, (base_lr, min_lr) in enumerate(zip(base_lrs, min_lrs, strict=False)):
-            old_lr = base_lr * self.scales[group]
+        for group, (old_lr, min_lr) in enumerate(zip(current_lrs, min_lrs, strict=False)):
             new_lr = max(old_lr * self.factor, min_lr)
             if old_lr - new_lr > eps:
-                self.scales[group] = new_lr / base_lr
+                # the composition floors the product at min_lr, so the scale itself may keep the factor
+                self.scales[group] *= self.factor
                 reduced = True
         self.cooldown_counter = self.cooldown
         self.num_bad_epochs = 0
