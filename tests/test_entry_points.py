@@ -81,4 +81,5 @@ def test_lr_find_under_ddp_prints_once(tmp_path: Path) -> None:
     done = run(entry_points()[0], tmp_path, "lr_find", "--model=tests.test_entry_points.Regression", *QUIET, *ddp,
                "--num_steps=40", "--min_lr=1e-4")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("class_path: lightning_tuning.BaseLR") == 1, done.stdout
+    # rank 0 prints the snippet, or the line saying there is none (two ranks' batches of 2 are noisy)
+    assert done.stdout.count("# LR range test") == 1, done.stdout
