@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, seed_everything
@@ -108,6 +109,30 @@ def least_squares_ratios(seed: int, scale: float, condition: float, steps: int =
     return {name: lr / edge for name, lr in suggestions.items()}
 
 
+def time_table(
+    args: argparse.Namespace, timings: dict[tuple[str, str], list[float]], tools: dict[str, Any]
+) -> list[str]:
+    lines = [
+        "",
+        f"## Time: {args.steps} sweep steps, the same in both",
+        "",
+        f"LR from {MIN_LR:g} to {MAX_LR:g}, divergence stopping off in both; {args.repeats} interleaved repeats, "
+        "medians. Each time includes `Trainer.fit` setup and the restore; ours also draws the loss-vs-LR plot and "
+        "writes it as a PNG (Lightning draws nothing).",
+        "",
+        "| model | tool | median s per range test | ms per step | time / lightning_tuning's |",
+        "|---|---|---|---|---|",
+    ]
+    for model in MODELS:
+        reference = statistics.median(timings[model, "lightning_tuning.LRRangeTest"])
+        for tool in tools:
+            median = statistics.median(timings[model, tool])
+            lines.append(
+                f"| {model} | {tool} | {median:.2f} | {median / args.steps * 1e3:.1f} | {median / reference:.2f} |"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
@@ -115,6 +140,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="2 repeats, 1 seed, 2 epochs")
+    parser.add_argument("--skip_timing", action="store_true", help="leave out part 1 (time), e.g. on a loaded machine")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.seeds, args.epochs = 2, 1, 2
@@ -122,9 +148,9 @@ def main() -> None:
     timings = {(model, tool): [] for model in MODELS for tool in tools}  # type: dict[tuple[str, str], list[float]]
     with tempfile.TemporaryDirectory() as root:
         data = MNIST1DDataModule(num_samples=5000, batch_size=100)
-        for factory in MODELS.values():  # warm-up: data generation and first-call costs
+        for factory in MODELS.values() if not args.skip_timing else ():  # warm-up: data, first-call costs
             ours(args.steps, data, root, False, factory)
-        for _ in range(args.repeats):
+        for _ in range(0 if args.skip_timing else args.repeats):
             for model, factory in MODELS.items():
                 for tool, run in tools.items():
                     elapsed, _, ran = run(args.steps, data, root, False, factory)
@@ -152,23 +178,9 @@ def main() -> None:
         "# LR range test: lightning_tuning vs Lightning's Tuner.lr_find (MNIST-1D, batch 100)",
         "",
         machine_header(),
-        "",
-        f"## Time: {args.steps} sweep steps, the same in both",
-        "",
-        f"LR from {MIN_LR:g} to {MAX_LR:g}, divergence stopping off in both; {args.repeats} interleaved repeats, "
-        "medians. Each time includes `Trainer.fit` setup and the restore; ours also draws the loss-vs-LR plot and "
-        "writes it as a PNG (Lightning draws nothing).",
-        "",
-        "| model | tool | median s per range test | ms per step | time / lightning_tuning's |",
-        "|---|---|---|---|---|",
     ]
-    for model in MODELS:
-        reference = statistics.median(timings[model, "lightning_tuning.LRRangeTest"])
-        for tool in tools:
-            median = statistics.median(timings[model, tool])
-            lines.append(
-                f"| {model} | {tool} | {median:.2f} | {median / args.steps * 1e3:.1f} | {median / reference:.2f} |"
-            )
+    if not args.skip_timing:
+        lines += time_table(args, timings, tools)
     lines += [
         "",
         "## Quality: the suggested LR as a constant LR and as OneCycle's peak (MNIST-1D CNN)",

@@ -273,10 +273,14 @@ class LRRangeTest(Callback):
                 arguments = (batch, batch_index) if takes_index else (batch,)
                 output = trainer.strategy.training_step(*arguments)
                 batch_index += 1
-                loss = output["loss"] if isinstance(output, Mapping) else output
-                if loss is None:  # Lightning skips the batch: no backward, no step
+                loss = output.get("loss") if isinstance(output, Mapping) else output
+                if output is None:  # Lightning skips the batch: no backward, no step
                     continue
-                assert isinstance(loss, torch.Tensor), "training_step returns a loss tensor, a dict with one, or None"
+                if not isinstance(loss, torch.Tensor):
+                    raise MisconfigurationException(
+                        f"LRRangeTest: training_step returned {type(loss).__name__}; return the loss as a tensor, a "
+                        "dict with a 'loss' tensor, or None to skip the batch."
+                    )
                 scaled = loss / accumulate
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 tally += torch.stack([loss.detach().float(), torch.ones((), device=loss.device)]).to(device)
