@@ -54,11 +54,14 @@ def expected_error(config: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def run_fit(configs: list[Path], tmp_path: Path) -> None:
+def run_fit(configs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     error = expected_error(configs[-1])
     if error is not None:
-        with pytest.raises(Exception, match=re.escape(error)):
+        # a configuration error: one `error:` line on stderr, exit code 2
+        with pytest.raises(SystemExit) as exit_info:
             _run_fit(configs, tmp_path)
+        assert exit_info.value.code == 2
+        assert error in capsys.readouterr().err
         return
     _run_fit(configs, tmp_path)
 
@@ -98,13 +101,13 @@ def test_configs_are_found() -> None:
 
 
 @pytest.mark.parametrize("config", TASK_CONFIGS, ids=config_id)
-def test_task_config_runs(config: Path, tmp_path: Path) -> None:
-    run_fit([config], tmp_path)
+def test_task_config_runs(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_fit([config], tmp_path, capsys)
 
 
 @pytest.mark.parametrize("config", LAYERED_CONFIGS, ids=config_id)
-def test_config_layers_on_the_quickstart(config: Path, tmp_path: Path) -> None:
-    run_fit([QUICKSTART, config], tmp_path)
+def test_config_layers_on_the_quickstart(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_fit([QUICKSTART, config], tmp_path, capsys)
 
 
 # ---- each schedule config does what its comment says, on a short (2-epoch) run ------------------------------------
