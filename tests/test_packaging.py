@@ -35,7 +35,6 @@ DISTRIBUTIONS = {
     "PIL": "pillow",
     "mnist1d": "mnist1d",
     "sklearn": "scikit-learn",
-    "yaml": "pyyaml",
 }
 # declared, but reached through another package rather than imported by name
 INDIRECT = {"tensorboard"}  # torch.utils.tensorboard and Lightning's TensorBoardLogger write with it
