@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 from torch.optim import lr_scheduler as torch_sched
 
 from lightning_tuning import CosineAnnealing, InverseSqrt, PolynomialDecay, Warmup, WarmupStableDecay
 from tests.lr_helpers import BASE_LRS, LRRecorder, TwoGroupModel, quiet_trainer, torch_reference
+from tests.test_schedule_resume import Crash, CrashAtStep
 from tests.test_schedules_peers import PEER_VECTORS
 
 
@@ -169,19 +170,6 @@ def test_plain_cosine_arguments_keep_torch_and_the_old_state_key() -> None:
 
 
 # ---- resume, DDP, errors ----------------------------------------------------------------------------------------
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAtStep(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
-        if trainer.global_step == self.step:
-            raise Crash
 
 
 NEW_SCHEDULES: dict[str, Callable[[], list[Callback]]] = {
