@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lightning_tuning import CosineAnnealing, CyclicLR, OneCycle, StepDecay, Warmup
+from lightning_tuning import CosineAnnealing, CyclicLR, ExponentialDecay, OneCycle, StepDecay, Warmup
 from tests.lr_helpers import LRRecorder, TwoGroupModel, quiet_trainer
 
 
@@ -44,6 +44,9 @@ SCHEDULES = {
     "one_cycle": lambda: [OneCycle(max_lr=0.4)],
     "cyclic_adam": lambda: [CyclicLR(base_lr=0.01, max_lr=0.1, step_size_up=3, mode="triangular2")],
     "warmup_step_epoch": lambda: [Warmup(4), StepDecay(1, gamma=0.7)],
+    # the hand-over at step 9 lies between the checkpoint (step 8) and the crash
+    "hand_over": lambda: [ExponentialDecay(0.8, interval="step", end=9), CosineAnnealing(start=9, eta_min=1e-4)],
+    "exclusive_warmup": lambda: [Warmup(10, start_lr=0.0, exclusive=True), StepDecay(3, 0.5, interval="step")],
 }
 
 

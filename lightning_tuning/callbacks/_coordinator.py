@@ -25,7 +25,7 @@ and found by the others on the trainer, owns everything that touches the optimiz
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -113,6 +113,23 @@ def suspend_schedules(trainer: pl.Trainer, optimizers: Iterable[Optimizer]) -> I
         yield
 
 
+def _factor_of(callback: LRScheduleCallback, alone: Sequence[LRScheduleCallback]) -> Callable[..., float]:
+    """The factor function the plan calls for ``callback``: its plain ``lr_factor`` unless an ``end`` window or a
+    warmup that runs alone applies (so the common case costs no extra call)."""
+    factor = callback.windowed_lr_factor if callback.end is not None else callback.lr_factor
+    waits_for = tuple(cb for cb in alone if cb is not callback)
+    if not waits_for:
+        return factor
+
+    def after_warmup(progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        for warmup in waits_for:
+            if warmup.is_running(progress, optimizer_index):
+                return 1.0
+        return factor(progress, optimizer_index, group_index, base_lr)
+
+    return after_warmup
+
+
 class _Plan:
     """Which callbacks shape one optimizer's LR, fixed for a fit (computed once, read on every step)."""
 
@@ -140,8 +157,10 @@ class _Plan:
         self.momentum = tuple(cb for cb in ordered if cb.cycles_momentum)
         self.momentum_key = momentum_key(optimizer)
         # bound methods, split once: factors that are the same for every group are computed once per write
-        self.shared_factors = tuple(cb.lr_factor for cb in self.factors if cb.group_independent)
-        self.group_factors = tuple(cb.lr_factor for cb in self.factors if not cb.group_independent)
+        # a warmup that runs alone (timm's `warmup_prefix=False`) holds the other factors at 1 until it ends
+        alone = tuple(cb for cb in self.factors if cb.exclusive)
+        self.shared_factors = tuple(_factor_of(cb, alone) for cb in self.factors if cb.group_independent)
+        self.group_factors = tuple(_factor_of(cb, alone) for cb in self.factors if not cb.group_independent)
         self.groups = 0
         self.ready = False
         # the LR last written per group, to notice another owner changing it between two writes
@@ -179,7 +198,7 @@ class _Plan:
                 lr = lowest if lowest > scaled else scaled
         momentum = None
         for callback in self.momentum:
-            value = callback.momentum(progress, index, group_index)
+            value = callback.windowed_momentum(progress, index, group_index)
             if value is not None:
                 momentum = value
         return lr, momentum

@@ -124,6 +124,9 @@ class LRScheduleCallback(Callback):
         self.optimizers = None if optimizers is None else list(optimizers)
         self._config: dict[str, Any] = {"interval": interval, "optimizers": self.optimizers}
         self._start_units: dict[int, int] = {}
+        # where the schedule hands over (factor 1 from there on), per optimizer; empty without an `end`
+        self._end_units: dict[int, int] = {}
+        self.end: Duration | None = None
         self._notes: list[str] = []
         self._manual = False
         # whether a length was taken from the run (left out, or a fraction): under manual optimization that assumes
@@ -172,12 +175,21 @@ class LRScheduleCallback(Callback):
 
     def _lint_ends_early(self, end: int, run: RunLength, after: str) -> list[str]:
         total = run.total(self.interval)
+        if self.end is not None:  # the config states where the schedule hands over
+            total = min(self._end_units.values(), default=total)
         if total is None or end >= total:
             return []
         return [
             f"{type(self).__name__} ends after {end} of the run's {total} {self.interval}s; for the last "
             f"{total - end} the LR {after}. Leave its length out to span the whole run."
         ]
+
+    exclusive = False
+    """Whether this schedule sets the LR alone while :meth:`is_running` (a warmup with ``exclusive=True``)."""
+
+    def is_running(self, progress: Progress, optimizer_index: int) -> bool:
+        """For an ``exclusive`` schedule: whether it is still running (holding the others at 1) at ``progress``."""
+        return False
 
     def is_ready(self) -> bool:
         """False while a value the schedule needs is still to come (e.g. ``max_lr='auto'`` before the range test)."""
@@ -196,6 +208,11 @@ class LRScheduleCallback(Callback):
     def groups_changed(self, optimizer_index: int, optimizer: Optimizer) -> None:
         """The coordinator saw param groups added during fit: resolve the per-group arguments for them."""
         self.resolve_groups(optimizer_index, optimizer)
+
+    def _resolve_window(self, trainer: pl.Trainer, run: RunLength, start: Duration) -> None:
+        """Resolve the ``[start, end)`` window the schedule runs in."""
+        self._resolve_start(trainer, run, start)
+        self._resolve_end(trainer, run)
 
     def _resolve_start(self, trainer: pl.Trainer, run: RunLength, start: Duration) -> None:
         """Resolve a ``start`` offset; ``"after_warmup"`` is where the Warmup on the same optimizer reaches 1."""
@@ -221,10 +238,71 @@ class LRScheduleCallback(Callback):
                 self._start_units[index] = self._duration(start, run, "start")
                 self._check_within_run(self._start_units[index], run, "start", "the schedule would never start")
 
-    def remaining(self, run: RunLength, optimizer_index: int) -> int | None:
-        """Units of the run left after ``start``, the default length of schedules with an open end."""
-        self.uses_run_length = True
+    def _init_end(self, end: Duration | None) -> None:
+        """``__init__``-time check of the ``end`` argument; joins the state key only when set (older checkpoints)."""
+        if end is not None:
+            check_duration_arg(end, f"{type(self).__name__}.end", allow_zero=False)
+            self._config.update(end=end)
+        self.end = end
+
+    def _resolve_end(self, trainer: pl.Trainer, run: RunLength) -> None:
+        """Resolve ``end``, the point where the schedule hands over: from there on its factor is 1 (torch's
+        ``SequentialLR`` milestone: the next schedule, given ``start`` at the same point, starts from its own base)."""
+        self._end_units.clear()
+        if self.end is None:
+            return
+        name = type(self).__name__
         total = run.total(self.interval)
+        for index in range(len(trainer.optimizers)):
+            if not self.targets(index):
+                continue
+            position = self._duration(self.end, run, "end")
+            begin = self._start_units.get(index, 0)
+            if position <= begin:
+                raise ValueError(
+                    f"{name}.end={self.end!r} is at {self.interval} {position}, not after the schedule's start "
+                    f"({begin}): it would never run. Give an `end` after `start`, or leave `end` out to run to the end."
+                )
+            if total is not None and position > total:
+                message = (
+                    f"{name}.end={self.end!r} is at {self.interval} {position}, but the run has {total} "
+                    f"{self.interval}s: the schedule would never hand over. Give it as a fraction of the run (e.g. "
+                    "'50%'), leave it out to run to the end, or train longer."
+                )
+                if self._manual and self.interval == "step":
+                    self._notes.append(
+                        message + " (Manual optimization: fine if this optimizer steps more than once per batch.)"
+                    )
+                else:
+                    raise ValueError(message)
+            self._end_units[index] = position
+
+    def windowed_lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
+        """:meth:`lr_factor` inside the ``[start, end)`` window, 1 from ``end`` on (the coordinator's choice when an
+        ``end`` is set)."""
+        end = self._end_units.get(optimizer_index)
+        if end is not None and progress[self._unit_field] >= end:
+            return 1.0
+        return self.lr_factor(progress, optimizer_index, group_index, base_lr)
+
+    def windowed_momentum(self, progress: Progress, optimizer_index: int, group_index: int) -> float | None:
+        """:meth:`momentum` inside the window; from ``end`` on, the momentum at the schedule's clock 0."""
+        end = self._end_units.get(optimizer_index)
+        if end is not None and progress[self._unit_field] >= end:
+            return self.momentum(Progress(0, 0), optimizer_index, group_index)
+        return self.momentum(progress, optimizer_index, group_index)
+
+    def remaining(self, run: RunLength, optimizer_index: int) -> int | None:
+        """Units from ``start`` to ``end`` (to the end of the run without one): the default length of schedules with
+        an open end."""
+        self.uses_run_length = True
+        return self.span(run, optimizer_index)
+
+    def span(self, run: RunLength, optimizer_index: int) -> int | None:
+        """Units from ``start`` to ``end``, or to the end of the run without one (``None`` for an open run)."""
+        total = self._end_units.get(optimizer_index)
+        if total is None:
+            total = run.total(self.interval)
         if total is None:
             return None
         return total - self._start_units.get(optimizer_index, 0)

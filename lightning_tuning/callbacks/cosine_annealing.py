@@ -42,6 +42,9 @@ class CosineAnnealing(LRScheduleCallback):
             ``cycle_mul``).
         interval: ``"step"`` (default) or ``"epoch"``.
         start: units to wait before the cosine starts (``"after_warmup"``: when the Warmup ends).
+        end: where the schedule hands over (a duration from the start of the run; default: never): from there on
+            its factor is 1, so a schedule given ``start`` at the same point starts from its own base LR, as
+            after a torch ``SequentialLR`` milestone. A length left out then spans ``start`` to ``end``.
         optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
         cycle_limit: with ``T_0``, the number of cycles (``>= 1``); after the last the LR holds ``eta_min``.
             Default: no limit.
@@ -73,8 +76,10 @@ class CosineAnnealing(LRScheduleCallback):
         cycle_limit: int | None = None,
         cycle_decay: float = 1.0,
         k_decay: float = 1.0,
+        end: Duration | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        self._init_end(end)
         if T_max is not None and T_0 is not None:
             raise MisconfigurationException(
                 "CosineAnnealing: give either `T_max` (one half cosine) or `T_0` (warm restarts), not both."
@@ -128,7 +133,7 @@ class CosineAnnealing(LRScheduleCallback):
         self._torch_form = isinstance(T_mult, int) and cycle_limit is None and cycle_decay == 1 and k_decay == 1
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
-        self._resolve_start(trainer, run, self.start)
+        self._resolve_window(trainer, run, self.start)
         for index in range(len(trainer.optimizers)):
             if not self.targets(index):
                 continue

@@ -45,6 +45,9 @@ class CyclicLR(AbsoluteLRSchedule):
         max_momentum: the upper momentum bound (at the LR trough).
         interval: ``"step"`` (default) or ``"epoch"``.
         start: units to wait before the cycles start (``"after_warmup"``: when the Warmup ends).
+        end: where the schedule hands over (a duration from the start of the run; default: never): from there on
+            its factor is 1, so a schedule given ``start`` at the same point starts from its own base LR, as
+            after a torch ``SequentialLR`` milestone. A length left out then spans ``start`` to ``end``.
         optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
 
     Raises:
@@ -73,8 +76,10 @@ class CyclicLR(AbsoluteLRSchedule):
         interval: Interval = "step",
         start: Duration | Literal["after_warmup"] = 0,
         optimizers: list[int] | None = None,
+        end: Duration | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        self._init_end(end)
         if mode not in _MODES:
             raise MisconfigurationException(f"CyclicLR: `mode={mode!r}` is not allowed; use one of {list(_MODES)}.")
         if scale_mode not in ("cycle", "iterations"):
@@ -110,7 +115,7 @@ class CyclicLR(AbsoluteLRSchedule):
         )
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
-        self._resolve_start(trainer, run, self.start)
+        self._resolve_window(trainer, run, self.start)
         self._resolve_absolute(trainer)
         self._up = self._duration(self.step_size_up, run, "step_size_up")
         self._down = self._up if self.step_size_down is None else self._duration(self.step_size_down, run, "down")

@@ -26,6 +26,9 @@ class ExponentialDecay(LRScheduleCallback):
         gamma: multiplier per unit, in ``(0, 1]``.
         interval: ``"epoch"`` (default) or ``"step"``.
         start: units to wait before the schedule's clock starts (``"after_warmup"``: when the Warmup ends).
+        end: where the schedule hands over (a duration from the start of the run; default: never): from there on
+            its factor is 1, so a schedule given ``start`` at the same point starts from its own base LR, as
+            after a torch ``SequentialLR`` milestone. A length left out then spans ``start`` to ``end``.
         optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
 
     Raises:
@@ -46,8 +49,10 @@ class ExponentialDecay(LRScheduleCallback):
         interval: Interval = "epoch",
         start: Duration | Literal["after_warmup"] = 0,
         optimizers: list[int] | None = None,
+        end: Duration | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        self._init_end(end)
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
             raise MisconfigurationException(
                 f"ExponentialDecay: `gamma={gamma!r}` must lie in (0, 1]: the LR is multiplied by it every {interval}."
@@ -59,7 +64,7 @@ class ExponentialDecay(LRScheduleCallback):
         self._config.update(gamma=self.gamma, start=start)
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
-        self._resolve_start(trainer, run, self.start)
+        self._resolve_window(trainer, run, self.start)
 
     def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
         return exponential_factor(self.units(progress, optimizer_index), self.gamma)

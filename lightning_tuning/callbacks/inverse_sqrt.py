@@ -27,6 +27,9 @@ class InverseSqrt(LRScheduleCallback):
         timescale: ``tau``; default the warmup length, or 10 000 without warmup (Hugging Face's defaults).
         interval: ``"step"`` (default) or ``"epoch"``.
         optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
+        end: where the schedule hands over (a duration from the start of the run; default: never): from there on
+            its factor is 1, so a schedule given ``start`` at the same point starts from its own base LR, as
+            after a torch ``SequentialLR`` milestone.
 
     Raises:
         MisconfigurationException: for a warmup or timescale that is not a duration, or a timescale of 0.
@@ -44,8 +47,10 @@ class InverseSqrt(LRScheduleCallback):
         timescale: Duration | None = None,
         interval: Interval = "step",
         optimizers: list[int] | None = None,
+        end: Duration | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        self._init_end(end)
         check_duration_arg(warmup, "InverseSqrt.warmup")
         if timescale is not None:
             check_duration_arg(timescale, "InverseSqrt.timescale", allow_zero=False)
@@ -56,6 +61,7 @@ class InverseSqrt(LRScheduleCallback):
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
         self._resolved.clear()
+        self._resolve_end(trainer, run)
         for index in range(len(trainer.optimizers)):
             if not self.targets(index):
                 continue

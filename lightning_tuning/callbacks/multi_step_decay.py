@@ -29,6 +29,9 @@ class MultiStepDecay(LRScheduleCallback):
         gamma: multiplier at each milestone, ``> 0``.
         interval: ``"epoch"`` (default) or ``"step"``.
         start: units to wait before the schedule's clock starts (``"after_warmup"``: when the Warmup ends).
+        end: where the schedule hands over (a duration from the start of the run; default: never): from there on
+            its factor is 1, so a schedule given ``start`` at the same point starts from its own base LR, as
+            after a torch ``SequentialLR`` milestone. A length left out then spans ``start`` to ``end``.
         optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
 
     Raises:
@@ -51,8 +54,10 @@ class MultiStepDecay(LRScheduleCallback):
         interval: Interval = "epoch",
         start: Duration | Literal["after_warmup"] = 0,
         optimizers: list[int] | None = None,
+        end: Duration | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        self._init_end(end)
         if not isinstance(milestones, (list, tuple)) or not milestones:
             raise MisconfigurationException(
                 f"MultiStepDecay: `milestones={milestones!r}` must be a non-empty list of durations, e.g. [30, 60]."
@@ -69,7 +74,7 @@ class MultiStepDecay(LRScheduleCallback):
         self._config.update(milestones=self.milestones, gamma=self.gamma, start=start)
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
-        self._resolve_start(trainer, run, self.start)
+        self._resolve_window(trainer, run, self.start)
         units = [self._duration(m, run, f"milestones[{i}]") for i, m in enumerate(self.milestones)]
         if any(later <= earlier for earlier, later in itertools.pairwise(units)):
             raise ValueError(

@@ -45,6 +45,9 @@ class OneCycle(AbsoluteLRSchedule):
         three_phase: rise, fall back to the start, then anneal to the end (fastai's original shape).
         interval: ``"step"`` (default; one-cycle is a per-step schedule) or ``"epoch"``.
         optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
+        end: where the schedule hands over (a duration from the start of the run; default: never): from there on
+            its factor is 1, so a schedule given ``start`` at the same point starts from its own base LR, as
+            after a torch ``SequentialLR`` milestone. Its length, left out, then spans the run up to ``end``.
 
     Raises:
         MisconfigurationException: for ``pct_start`` outside ``(0, 1)``, non-positive factors or LRs, an unknown
@@ -74,8 +77,10 @@ class OneCycle(AbsoluteLRSchedule):
         three_phase: bool = False,
         interval: Interval = "step",
         optimizers: list[int] | None = None,
+        end: Duration | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        self._init_end(end)
         if total_steps is not None:
             check_duration_arg(total_steps, "OneCycle.total_steps", allow_zero=False)
             if epochs is not None or steps_per_epoch is not None:
@@ -117,7 +122,14 @@ class OneCycle(AbsoluteLRSchedule):
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
         self._resolve_absolute(trainer)
-        total = run.total(self.interval)
+        self._resolve_end(trainer, run)
+        self._phases.clear()
+        for index in range(len(trainer.optimizers)):
+            if self.targets(index):
+                self._phases[index] = self._phases_for(run, index)
+
+    def _phases_for(self, run: RunLength, optimizer_index: int) -> OneCyclePhases:
+        total = self.span(run, optimizer_index)
         if self.total_steps is None:
             if total is None:
                 raise ValueError(
@@ -128,8 +140,9 @@ class OneCycle(AbsoluteLRSchedule):
         else:
             length = self._duration(self.total_steps, run, "total_steps")
             if total is not None and length > total:
+                where = "the run ends" if self.end is None else "its window closes"
                 raise ValueError(
-                    f"OneCycle.total_steps={self.total_steps!r} is {length} {self.interval}s but the run ends after "
+                    f"OneCycle.total_steps={self.total_steps!r} is {length} {self.interval}s but {where} after "
                     f"{total}: the cycle would be cut off before it anneals. Leave total_steps out to fit the run."
                 )
         phases = OneCyclePhases(total_steps=length, pct_start=self.pct_start, three_phase=self.three_phase)
@@ -140,9 +153,7 @@ class OneCycle(AbsoluteLRSchedule):
                 f"OneCycle: a cycle of {length} {self.interval}s with pct_start={self.pct_start} leaves a phase with "
                 "no steps; train longer or change pct_start."
             )
-        for index in range(len(trainer.optimizers)):
-            if self.targets(index):
-                self._phases[index] = phases
+        return phases
 
     def resolve_groups(self, optimizer_index: int, optimizer: Optimizer) -> None:
         self._resolve_absolute_groups(optimizer_index, optimizer)
@@ -150,7 +161,8 @@ class OneCycle(AbsoluteLRSchedule):
     def lint(self, run: RunLength) -> list[str]:
         notes = super().lint(run) + self._lint_per_step_schedule(run)
         if self._phases:
-            length = next(iter(self._phases.values())).total_steps
+            index, phases = next(iter(self._phases.items()))
+            length = self._start_units.get(index, 0) + phases.total_steps
             notes += self._lint_ends_early(length, run, "stays at max_lr / div_factor / final_div_factor")
         return notes
 

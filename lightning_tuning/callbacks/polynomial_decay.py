@@ -35,6 +35,9 @@ class PolynomialDecay(LRScheduleCallback):
         power: the exponent, ``> 0``.
         interval: ``"step"`` (default) or ``"epoch"``.
         start: units to wait before the decay starts (``"after_warmup"``: when the Warmup ends).
+        end: where the schedule hands over (a duration from the start of the run; default: never): from there on
+            its factor is 1, so a schedule given ``start`` at the same point starts from its own base LR, as
+            after a torch ``SequentialLR`` milestone. A length left out then spans ``start`` to ``end``.
         optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
         end_lr: the LR the decay ends at and holds, absolute, ``>= 0`` and below each group's LR: one value, or one
             per param group. Default 0.
@@ -62,8 +65,10 @@ class PolynomialDecay(LRScheduleCallback):
         optimizers: list[int] | None = None,
         end_lr: float | list[float] = 0.0,
         k_decay: float = 1.0,
+        end: Duration | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        self._init_end(end)
         if total_iters is not None:
             check_duration_arg(total_iters, "PolynomialDecay.total_iters", allow_zero=False)
         check_positive(power, "power", "PolynomialDecay")
@@ -90,7 +95,7 @@ class PolynomialDecay(LRScheduleCallback):
         self._config.update(total_iters=total_iters, power=self.power, start=start)
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
-        self._resolve_start(trainer, run, self.start)
+        self._resolve_window(trainer, run, self.start)
         for index in range(len(trainer.optimizers)):
             if not self.targets(index):
                 continue

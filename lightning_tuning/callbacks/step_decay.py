@@ -27,6 +27,9 @@ class StepDecay(LRScheduleCallback):
         gamma: multiplier at each decay, ``> 0`` (``0.1`` as in torch).
         interval: ``"epoch"`` (default) or ``"step"``.
         start: units to wait before the schedule's clock starts (``"after_warmup"``: when the Warmup ends).
+        end: where the schedule hands over (a duration from the start of the run; default: never): from there on
+            its factor is 1, so a schedule given ``start`` at the same point starts from its own base LR, as
+            after a torch ``SequentialLR`` milestone. A length left out then spans ``start`` to ``end``.
         optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
 
     Raises:
@@ -49,8 +52,10 @@ class StepDecay(LRScheduleCallback):
         interval: Interval = "epoch",
         start: Duration | Literal["after_warmup"] = 0,
         optimizers: list[int] | None = None,
+        end: Duration | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        self._init_end(end)
         check_duration_arg(step_size, "StepDecay.step_size", allow_zero=False)
         check_positive(gamma, "gamma", "StepDecay")
         if start != "after_warmup":
@@ -62,7 +67,7 @@ class StepDecay(LRScheduleCallback):
         self._config.update(step_size=step_size, gamma=self.gamma, start=start)
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
-        self._resolve_start(trainer, run, self.start)
+        self._resolve_window(trainer, run, self.start)
         self._step_units = self._duration(self.step_size, run, "step_size")
         if self._step_units <= 0:
             raise ValueError(f"StepDecay.step_size={self.step_size!r} resolves to 0 {self.interval}s; use at least 1.")

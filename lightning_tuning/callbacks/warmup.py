@@ -55,6 +55,10 @@ class Warmup(LRScheduleCallback):
             Face starts): one value, or one per param group. Linear warmup only.
         interval: ``"step"`` (default) or ``"epoch"``: what one unit of ``length`` is.
         optimizers: indices of the optimizers to warm up; ``None`` (default) for all.
+        exclusive: while the warmup runs, it alone sets the LR: the other schedules of the optimizer keep their own
+            clocks (counted from step 0) but apply only from the warmup's end on; plateau reductions still apply.
+            This is timm's ``warmup_prefix=False`` (its default): ``Warmup(W, start_lr=a, exclusive=True)`` with
+            ``CosineAnnealing(T_max=T)``. Default ``False``: the warmup multiplies the other schedules.
 
     Raises:
         MisconfigurationException: at construction, for an unknown ``kind`` or a ``start_factor`` outside
@@ -80,6 +84,7 @@ class Warmup(LRScheduleCallback):
         interval: Interval = "step",
         optimizers: list[int] | None = None,
         start_lr: float | list[float] | None = None,
+        exclusive: bool = False,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
         if start_lr is not None:
@@ -129,6 +134,17 @@ class Warmup(LRScheduleCallback):
             self._config.update(start_lr=self.start_lr)
         # an absolute start LR makes the factor depend on each group's base LR
         self.group_independent = start_lr is None
+        if not isinstance(exclusive, bool):
+            raise MisconfigurationException(f"Warmup: `exclusive={exclusive!r}` must be true or false.")
+        self.exclusive = exclusive
+        if exclusive:  # only when set: the state key of older checkpoints stays valid
+            self._config.update(exclusive=True)
+        self._ends: dict[int, int] = {}
+
+    def is_running(self, progress: Progress, optimizer_index: int) -> bool:
+        """Whether the warmup's factor is still below 1 at ``progress`` for that optimizer."""
+        end = self._ends.get(optimizer_index)
+        return end is not None and self.units(progress, optimizer_index) < end
 
     def end_units(self, trainer: pl.Trainer, run: RunLength, optimizer_index: int) -> int:
         """The first unit at which this warmup's factor is exactly 1, for that optimizer."""
@@ -165,9 +181,10 @@ class Warmup(LRScheduleCallback):
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
         self._lengths.clear()
+        self._ends.clear()
         for index in range(len(trainer.optimizers)):
             if self.targets(index):
-                self._length_for(trainer, run, index)
+                self._ends[index] = self._end(self._length_for(trainer, run, index))
 
     def lint(self, run: RunLength) -> list[str]:
         notes = super().lint(run) + self._lint_per_step_schedule(run)

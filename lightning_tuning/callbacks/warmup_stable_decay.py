@@ -49,6 +49,9 @@ class WarmupStableDecay(LRScheduleCallback):
         num_cycles: waves of the cosine decay, ``> 0``; 0.5 (default) is one half cosine.
         interval: ``"step"`` (default) or ``"epoch"``.
         optimizers: indices of the optimizers to schedule; ``None`` (default) for all.
+        end: where the schedule hands over (a duration from the start of the run; default: never): from there on
+            its factor is 1, so a schedule given ``start`` at the same point starts from its own base LR, as
+            after a torch ``SequentialLR`` milestone. Its length, left out, then spans the run up to ``end``.
 
     Raises:
         MisconfigurationException: at construction, for an unknown shape, ``min_lr_ratio`` outside ``[0, 1]`` or a
@@ -73,8 +76,10 @@ class WarmupStableDecay(LRScheduleCallback):
         num_cycles: float = 0.5,
         interval: Interval = "step",
         optimizers: list[int] | None = None,
+        end: Duration | None = None,
     ) -> None:
         super().__init__(interval=interval, optimizers=optimizers)
+        self._init_end(end)
         check_duration_arg(warmup, "WarmupStableDecay.warmup")
         check_duration_arg(decay, "WarmupStableDecay.decay")
         if stable is not None:
@@ -110,10 +115,11 @@ class WarmupStableDecay(LRScheduleCallback):
 
     def resolve(self, trainer: pl.Trainer, run: RunLength) -> None:
         self._phases.clear()
-        total = run.total(self.interval)
+        self._resolve_end(trainer, run)
         for index in range(len(trainer.optimizers)):
             if not self.targets(index):
                 continue
+            total = self.span(run, index)
             warmup = self._duration(self.warmup, run, "warmup")
             decay = self._duration(self.decay, run, "decay")
             if self.stable is None:
@@ -143,8 +149,9 @@ class WarmupStableDecay(LRScheduleCallback):
     def lint(self, run: RunLength) -> list[str]:
         notes = super().lint(run)
         if self._phases:
-            warmup, stable, decay = next(iter(self._phases.values()))
-            notes += self._lint_ends_early(warmup + stable + decay, run, "holds min_lr_ratio times the base LR")
+            index, (warmup, stable, decay) = next(iter(self._phases.items()))
+            end = self._start_units.get(index, 0) + warmup + stable + decay
+            notes += self._lint_ends_early(end, run, "holds min_lr_ratio times the base LR")
         return notes
 
     def phases(self, optimizer_index: int = 0) -> tuple[int, int, int]:
