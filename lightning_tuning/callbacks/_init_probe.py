@@ -330,6 +330,8 @@ def run_probe(
                 ):
                     if name in theirs:
                         mine[name] = theirs[name]
+                if name in probe.trace.input_source:
+                    merged.input_source[name] = probe.trace.input_source[name]
                 if name not in merged.order:
                     merged.order.append(name)
             merged.untraced = [n for n in layers if n not in merged.order]

@@ -19,6 +19,7 @@ from typing_extensions import override
 
 from lightning_tuning.callbacks._init_probe import (
     Probe,
+    is_fsdp,
     is_resuming,
     materialised,
     probe_guard,
@@ -28,9 +29,11 @@ from lightning_tuning.callbacks._init_probe import (
     shared_seed,
 )
 from lightning_tuning.callbacks._init_report import check_thresholds, measure, publish, report_and_check
-from lightning_tuning.init.apply import InitHadNoEffectError, apply_plan, parameter_checksum
-from lightning_tuning.init.rules import InitRule, build_plan, describe_modules, parse_rules, resolve_auto
+from lightning_tuning.init.apply import InitHadNoEffectError, apply_plan, parameter_checksum, write_tensor
+from lightning_tuning.init.gain import has_unstable_fixed_point
+from lightning_tuning.init.rules import InitRule, PlanEntry, build_plan, describe_modules, parse_rules, resolve_auto
 from lightning_tuning.init.schemes import needs_activation
+from lightning_tuning.init.signal import DRIFT_BAND, correct_drift
 from lightning_tuning.init.tracing import structural_input_activations
 
 
@@ -51,7 +54,12 @@ class WeightInit(Callback):
     arguments and conventions are documented in :mod:`lightning_tuning.init.schemes`. ``gain: auto`` /
     ``nonlinearity: auto`` use the activation the layer's *input* went through, found by one traced call of the
     module's ``forward`` (``linear``, i.e. gain 1, for a layer that reads raw data or another layer's output): this is
-    He et al.'s derivation, and it keeps the signal of a deep GELU/SiLU/tanh MLP within 0.5-2x of the input's std.
+    He et al.'s derivation. For GELU, SiLU and other non-homogeneous activations no fixed gain keeps a deep net's
+    signal bounded (their variance map's fixed point is unstable, so each layer's few percent of finite-width noise
+    grows with depth), so with ``keep_signal`` (default) the traced forward is run again and every ``auto`` layer whose
+    output std has drifted beyond 1.5x (or below 1/1.5x) of its chain's first layer is rescaled back to that std;
+    layers within the band keep the closed-form gain exactly. A 20-layer GELU/SiLU/tanh/ReLU MLP then stays within
+    1/1.5-1.5x of the input's std (:mod:`lightning_tuning.init.signal`).
     Layers ``forward`` never calls (``MultiheadAttention.out_proj``, a GAN's discriminator when ``forward`` is the
     generator) take the activation from the ``nn.Sequential`` they sit in when it is certain, else their own
     documented default init (``U(±1/sqrt(fan_in))`` for Linear/Conv); the log says which layers did.
@@ -84,6 +92,9 @@ class WeightInit(Callback):
         report_every_n_steps: Also measure and log the report every N optimizer steps during training.
         vanish_below: Fail before training when a layer's output std at init is below this.
         explode_above: Fail before training when a layer's output std at init is above this.
+        keep_signal: After an ``auto``-gain init, measure the signal on the traced forward and rescale any layer
+            whose output std has drifted beyond 1.5x (or below 1/1.5x) of its chain's first layer back to that
+            layer's std (see above). ``False`` keeps the closed-form gains exactly.
 
     Raises:
         MisconfigurationException: On a bad rule, unknown scheme or argument, or bad option (in ``__init__``); on a rule
@@ -116,6 +127,7 @@ class WeightInit(Callback):
         report_every_n_steps: int | None = None,
         vanish_below: float | None = None,
         explode_above: float | None = None,
+        keep_signal: bool = True,
     ) -> None:
         try:
             self._rules: list[InitRule] = parse_rules(rules)
@@ -150,6 +162,10 @@ class WeightInit(Callback):
         self.plan: list[dict[str, Any]] = []
         self.output_layers: list[str] = []
         self.notes: dict[str, str] = {}
+        if not isinstance(keep_signal, bool):
+            raise MisconfigurationException(f"WeightInit(keep_signal={keep_signal!r}): must be true or false.")
+        self.keep_signal = keep_signal
+        self.corrections: dict[str, float] = {}
 
     @property
     @override
@@ -213,6 +229,7 @@ class WeightInit(Callback):
         entries = plan.entries
         auto = any(needs_activation(e.scheme, e.args) for e in entries)
         activations = None
+        probe: Probe | None = None
         if auto or self.exclude_output:
             probe = _probe(trainer, pl_module, "a forward pass for `auto` gains / `exclude_output`")
             traced = probe.forward is not None or probe.training_step is not None
@@ -249,11 +266,21 @@ class WeightInit(Callback):
                 raise MisconfigurationException(f"WeightInit: {err}") from None
             except ValueError as err:
                 raise MisconfigurationException(f"WeightInit: {err}") from None
+        if auto and probe is not None and self.keep_signal:
+            self.corrections = _keep_signal(trainer, pl_module, probe, entries)
+            for layer, factor in self.corrections.items():
+                self.notes[layer] = (
+                    f"`auto` gain x{factor:.3f}: the signal had drifted beyond {DRIFT_BAND}x (corrected)"
+                )
+        with materialised(trainer):
             if self.verify_ranks:
                 verify_same_on_all_ranks(trainer, pl_module, "WeightInit")
         self.initialized = True
         self.seed_used = int(seed)
         self.plan = [entry.to_dict() for entry in entries]
+        for entry, item in zip(entries, self.plan, strict=True):
+            if entry.param == "weight" and entry.module in self.corrections:
+                item["drift_correction"] = self.corrections[entry.module]
         rank_zero_info(f"WeightInit: initialised {len(entries)} parameter tensors (seed {seed}).")
 
     @override
@@ -265,6 +292,63 @@ class WeightInit(Callback):
         self.initialized = bool(state_dict.get("initialized", False))
         self.seed_used = state_dict.get("seed_used")
         self.plan = list(state_dict.get("plan", []))
+
+
+def _keep_signal(
+    trainer: pl.Trainer, pl_module: pl.LightningModule, probe: Probe, entries: Sequence[PlanEntry]
+) -> dict[str, float]:
+    """Correct the finite-width drift of ``auto`` chains (:func:`~lightning_tuning.init.signal.correct_drift`) on
+    the traced ``forward``, for layers fed by an activation whose fixed point is unstable (GELU, SiLU, Mish,
+    Hardswish: :func:`~lightning_tuning.init.gain.has_unstable_fixed_point`); ReLU, LeakyReLU and tanh keep torch's
+    gains exactly. Every rank averages the measured variances, so all make the same corrections. Skipped under FSDP
+    (the forward needs the sharded model). A failure puts the weights back and warns: the closed-form init stays.
+    """
+    if probe.forward is None or is_fsdp(trainer):
+        return {}
+    order = {name: index for index, name in enumerate(probe.trace.order)}
+    inputs = probe.trace.input_activation
+    layers = sorted(
+        {
+            e.module
+            for e in entries
+            if e.param == "weight"
+            and needs_activation(e.scheme, e.args)
+            and e.module in probe.forward_layers
+            and e.module in inputs
+            and has_unstable_fixed_point(inputs[e.module])
+        },
+        key=order.__getitem__,
+    )
+    if not layers:
+        return {}
+    modules = dict(pl_module.named_modules())
+    saved = {name: modules[name].weight.detach().clone() for name in layers}
+    reduce = None
+    if trainer.world_size > 1:
+        device = pl_module.device
+
+        def reduce(values: torch.Tensor) -> torch.Tensor:
+            return trainer.strategy.reduce(values.to(device), reduce_op="mean").cpu()
+
+    run_forward = probe.forward[1]
+    try:
+        with probe_guard(pl_module):
+            pl_module.train()  # as the probe traced it
+            corrections = correct_drift(pl_module, layers, probe.trace.input_source, run_forward, reduce)
+    except Exception as err:  # the init itself succeeded; keep it as the closed-form gains made it
+        for name, weight in saved.items():
+            write_tensor(modules[name], "weight", weight)
+        rank_zero_warn(
+            f"WeightInit: could not measure the signal to keep it bounded ({err}); kept the closed-form gains."
+        )
+        return {}
+    if corrections:
+        listed = ", ".join(f"{name} x{factor:.3f}" for name, factor in corrections.items())
+        rank_zero_info(
+            f"WeightInit: `auto` gains corrected where the signal had drifted beyond {DRIFT_BAND}x of its chain's first"
+            f" layer: {listed}."
+        )
+    return corrections
 
 
 def _probe(trainer: pl.Trainer, pl_module: pl.LightningModule, need: str) -> Probe:

@@ -125,3 +125,43 @@ class Activation:
 
 
 LINEAR = Activation("linear")
+
+
+def variance_map_slope(fn: Callable[[torch.Tensor], torch.Tensor], scale: float = 1.0) -> float:
+    """``d log E[fn(s x)^2] / d log s^2`` at ``s = scale``, ``x ~ N(0, 1)``: how a relative change of a layer's input
+    variance carries to the next layer's, under a gain fixed for unit variance. 1 for ReLU (neutral), below 1 for
+    tanh (pulled back), above 1 for GELU (1.14) and SiLU (1.17): there the fixed point is unstable."""
+    x = torch.linspace(-40.0, 40.0, 400_001, dtype=torch.float64)
+    density = torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    step = 1e-4
+
+    def log_moment(q: float) -> float:
+        with torch.no_grad():
+            y = fn(math.sqrt(q) * x).to(torch.float64)
+        return math.log(float(torch.trapezoid(y * y * density, x)))
+
+    q = scale * scale
+    return (log_moment(q * (1 + step)) - log_moment(q * (1 - step))) / (math.log1p(step) - math.log1p(-step))
+
+
+#: An activation is treated as having an unstable fixed point above this slope (numerical noise stays far below).
+UNSTABLE_SLOPE = 1.02
+
+
+@cache
+def _unstable_by_name(name: str) -> bool:
+    return variance_map_slope(NUMERIC_ACTIVATIONS[name]) > UNSTABLE_SLOPE
+
+
+def has_unstable_fixed_point(activation: Activation) -> bool:
+    """Whether ``activation``'s variance map amplifies small deviations (see :func:`variance_map_slope`).
+
+    torch's named activations (ReLU, LeakyReLU, tanh, sigmoid, SELU, linear) never are; the others are measured.
+    """
+    if activation.name in TORCH_KNOWN:
+        return False
+    if activation.fn is not None:  # the traced function with its own arguments (gelu approximate='tanh', ...)
+        return variance_map_slope(activation.fn) > UNSTABLE_SLOPE
+    if activation.name in NUMERIC_ACTIVATIONS:
+        return _unstable_by_name(activation.name)
+    return False

@@ -92,6 +92,8 @@ class TraceResult:
         activation: Layer name → the activation that follows it (``linear`` when none does). Norm layers are looked
             through and get no entry of their own.
         input_activation: Layer name → the activation its input went through (``linear`` for raw data).
+        input_source: Layer name → the layer whose output reached this layer's input through elementwise activations
+            only (``Linear -> GELU -> Linear``), or ``None`` (raw data, a norm layer in between, no activation).
         untraced: Layers that never ran in the traced forward.
         output_layers: Layers whose output reaches the traced function's result without passing another layer (norm
             layers looked through), in execution order. Empty when the result carries no autograd graph.
@@ -100,6 +102,7 @@ class TraceResult:
     order: list[str] = field(default_factory=list)
     activation: dict[str, Activation] = field(default_factory=dict)
     input_activation: dict[str, Activation] = field(default_factory=dict)
+    input_source: dict[str, str | None] = field(default_factory=dict)
     untraced: list[str] = field(default_factory=list)
     output_layers: list[str] = field(default_factory=list)
 
@@ -109,6 +112,8 @@ class _Recorder(TorchFunctionMode):
         super().__init__()
         self.open_layer: str | None = None  # the last layer that ended and has not yet met an activation
         self.last_activation: Activation | None = None  # the last activation since a layer ended (or the start)
+        self.feeding_layer: str | None = None  # the last layer that ended, while no norm layer ran after it
+        self.last_source: str | None = None  # the layer the last activation was applied to (via feeding_layer)
         self.result = TraceResult()
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -119,6 +124,8 @@ class _Recorder(TorchFunctionMode):
             fn = None if known_by_torch else _bind(func, args, kwargs)
             activation = Activation(name, param, fn)
             self.last_activation = activation
+            if self.feeding_layer is not None:
+                self.last_source = self.feeding_layer
             if self.open_layer is not None:
                 self.result.activation[self.open_layer] = activation
                 self.open_layer = None
@@ -182,7 +189,10 @@ def trace_activations(model: nn.Module, layers: Iterable[str], run_forward: Call
                 recorder.result.activation.setdefault(recorder.open_layer, LINEAR)
             recorder.open_layer = None
             recorder.result.input_activation.setdefault(name, recorder.last_activation or LINEAR)
+            source = recorder.last_source if recorder.last_activation is not None else None
+            recorder.result.input_source.setdefault(name, source)
             recorder.last_activation = None
+            recorder.last_source = None
 
         return hook
 
@@ -191,8 +201,11 @@ def trace_activations(model: nn.Module, layers: Iterable[str], run_forward: Call
             if name in transparent:
                 if name not in recorder.result.order:
                     recorder.result.order.append(name)
+                recorder.feeding_layer = None  # a norm layer resets the scale: no chain through it
                 return
             recorder.last_activation = None
+            recorder.last_source = None
+            recorder.feeding_layer = name
             tensors = _tensors(output)
             if tensors and tensors[0].grad_fn is not None:
                 node_layer.setdefault(tensors[0].grad_fn, name)  # the innermost layer first (its hook runs first)
@@ -218,6 +231,7 @@ def trace_activations(model: nn.Module, layers: Iterable[str], run_forward: Call
         if name not in transparent:
             result.activation.setdefault(name, LINEAR)
             result.input_activation.setdefault(name, LINEAR)
+            result.input_source.setdefault(name, None)
     result.untraced = [name for name in layers if name not in result.order]
     found = set(_output_layers(output, node_layer))
     if not found:  # no autograd graph (no_grad, frozen model, non-tensor result): the last layer that ran
