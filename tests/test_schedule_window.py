@@ -83,7 +83,11 @@ def test_window_given_as_fractions_and_epochs(tmp_path: Path) -> None:
     recorder = LRRecorder()
     fit(
         TwoGroupModel(),
-        [ExponentialDecay(0.9, interval="step", end="50%"), StepDecay(2, 0.5, interval="step", start="2epochs"), recorder],
+        [
+            ExponentialDecay(0.9, interval="step", end="50%"),
+            StepDecay(2, 0.5, interval="step", start="2epochs"),
+            recorder,
+        ],
         tmp_path,
         max_epochs=4,
         limit_train_batches=6,
