@@ -122,6 +122,8 @@ ACTIVATIONS = {
 def activation_depth(activation: str, seed: int, rule: str, depth: int = 20, width: int = 256) -> list[float]:
     """Layer output std / input std for a ``[Linear(width, width), act] * depth`` net under He with ``auto`` gains."""
     from lightning_tuning.init import apply_plan, build_plan, parse_rules, trace_activations
+    from lightning_tuning.init.gain import has_unstable_fixed_point
+    from lightning_tuning.init.signal import correct_drift
 
     rules = parse_rules(
         [{"modules": ["linear"], "weight": "kaiming_normal", "weight_args": {"nonlinearity": "auto"}, "bias": "zeros"}]
@@ -134,8 +136,12 @@ def activation_depth(activation: str, seed: int, rule: str, depth: int = 20, wid
     names = [str(2 * i) for i in range(depth)]
     with torch.no_grad():
         trace = trace_activations(net, names, lambda: net(x))
-    gains = trace.input_activation if rule == "input" else trace.activation
+    gains = trace.activation if rule == "following" else trace.input_activation
     apply_plan(net, build_plan(net, rules).entries, seed, gains)
+    if rule == "kept":  # WeightInit's keep_signal: drift corrected on the probe batch (not the measured one)
+        probe = torch.randn(256, width, generator=torch.Generator().manual_seed(2000 + seed))
+        unstable = [n for n in names if has_unstable_fixed_point(trace.input_activation[n])]
+        correct_drift(net, unstable, trace.input_source, lambda: net(probe))
     stds: list[float] = []
     hooks = [net[int(n)].register_forward_hook(lambda _m, _i, out: stds.append(out.std().item())) for n in names]
     with torch.no_grad():
@@ -157,7 +163,11 @@ def activations_table(seeds: int = 10) -> str:
         "|---|---|---|---|---|---|",
     ]
     for activation in ACTIVATIONS:
-        for rule, label in (("following", "gain on every layer (before)"), ("input", "input's activation (now)")):
+        for rule, label in (
+            ("following", "gain on every layer (before issue 14)"),
+            ("input", "input's activation, `keep_signal: false`"),
+            ("kept", "input's activation + drift kept within 1.5x (default)"),
+        ):
             runs = [activation_depth(activation, seed, rule) for seed in range(seeds)]
             lines.append(
                 f"| {activation} | {label} | {statistics.median(r[0] for r in runs):.2f}"

@@ -85,7 +85,8 @@ def test_the_old_rule_gain_on_raw_data_makes_gelu_and_silu_grow():
 def test_silu_is_bounded_over_the_first_ten_layers_and_drifts_after():
     """SiLU's fixed point of the variance map is unstable (d log std_out / d log std_in = 1.17 at std 1), so sample
     norms that differ by a few percent at the input drift apart with depth at *any* fixed gain; the package's gain
-    keeps the first ten layers within 0.5-2x; past that LSUVInit is the tool (see docs/guide.md)."""
+    keeps the first ten layers within 0.5-2x; past that WeightInit's drift check (keep_signal, tested in
+    test_init_keep_signal.py) or LSUVInit keep it bounded (see docs/guide.md)."""
     for seed in (0, 1, 2):
         stds = _layer_stds("silu", seed)
         assert min(stds[:10]) >= 0.5, [round(s, 2) for s in stds]

@@ -58,8 +58,8 @@ class WeightInit(Callback):
     signal bounded (their variance map's fixed point is unstable, so each layer's few percent of finite-width noise
     grows with depth), so with ``keep_signal`` (default) the traced forward is run again and every ``auto`` layer whose
     output std has drifted beyond 1.5x (or below 1/1.5x) of its chain's first layer is rescaled back to that std;
-    layers within the band keep the closed-form gain exactly. A 20-layer GELU/SiLU/tanh/ReLU MLP then stays within
-    1/1.5-1.5x of the input's std (:mod:`lightning_tuning.init.signal`).
+    layers within the band keep the closed-form gain exactly. A 20-layer GELU/SiLU/tanh/ReLU MLP of width 256 then
+    stays within 0.5-2x of the input's std at every layer (:mod:`lightning_tuning.init.signal`, docs/guide.md).
     Layers ``forward`` never calls (``MultiheadAttention.out_proj``, a GAN's discriminator when ``forward`` is the
     generator) take the activation from the ``nn.Sequential`` they sit in when it is certain, else their own
     documented default init (``U(±1/sqrt(fan_in))`` for Linear/Conv); the log says which layers did.
