@@ -427,3 +427,41 @@ def test_range_test_keeps_the_layerwise_ratios(tmp_path: Path) -> None:
     assert head != pytest.approx(BASE_LR)  # the range test's suggestion replaced the base LR
     for name, lr in lrs.items():
         assert lr / head == pytest.approx(llrd_scale(name, 0.5), rel=1e-12), name
+
+
+class FrozenBackbone(LightningModule):
+    """Fine-tuning as Lightning's docs show it: `backbone` frozen by BackboneFinetuning, the optimizer built from the
+    parameters that train (the head alone at first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.cross_entropy(self(x), y)
+
+    def train_dataloader(self) -> DataLoader:
+        return batches()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=BASE_LR)
+
+
+def test_one_group_of_one_scale_is_scaled_and_a_backbone_joins_later(tmp_path: Path) -> None:
+    """The optimizer holds only the head (one group, every parameter at scale 2): the group is scaled, not left
+    alone. BackboneFinetuning then adds the backbone at epoch 1 at the head's LR / 10 (its `initial_denom_lr`)."""
+    from lightning.pytorch.callbacks import BackboneFinetuning
+
+    model, recorder = FrozenBackbone(), StepLRs()
+    callbacks = [BackboneFinetuning(unfreeze_backbone_at_epoch=1), LayerwiseLR(lr_scales={"head": 2.0}), recorder]
+    trainer_for(tmp_path, callbacks, max_epochs=2).fit(model)
+    first, later = recorder.per_step[0], recorder.per_step[-1]
+    assert first == {"head.weight": 2 * BASE_LR, "head.bias": 2 * BASE_LR}
+    assert later["backbone.0.weight"] == pytest.approx(2 * BASE_LR / 10, rel=1e-12)
+    assert later["head.weight"] == 2 * BASE_LR

@@ -147,7 +147,8 @@ def split_param_groups(
     Returns:
         Groups in the order of their first parameter. ``name`` is the label of its parameters (``"rest"`` for scale 1
         without a rule), prefixed by the original group's ``name``, or ``pg{i}`` where there were several groups;
-        labels merged into one group are joined by ``+``. A single group that stays whole keeps its own name.
+        labels merged into one group are joined by ``+``. A single group that stays whole (its parameters share one
+        scale) is scaled and keeps its own name.
     """
     several = len(groups) > 1
     pieces: list[tuple[dict[str, Any], list[str]]] = []
@@ -167,7 +168,9 @@ def split_param_groups(
             if qualified not in labels:
                 labels.append(qualified)
     if not several and len(pieces) == 1:
-        return [{**groups[0], "params": list(groups[0]["params"])}]
+        # one group whose parameters share one scale (e.g. only the head trains while a backbone is frozen): scaled,
+        # but not renamed
+        return [pieces[0][0]]
     result: list[tuple[dict[str, Any], list[str]]] = []
     by_options: dict[str, tuple[dict[str, Any], list[str]]] = {}
     for piece, labels in pieces:
