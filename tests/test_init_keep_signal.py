@@ -195,3 +195,20 @@ def test_ddp_ranks_with_different_data_make_the_same_corrections(tmp_path: Path)
     trainer.fit(model)  # a rank mismatch raises in the workers
     stds = layer_stds(model.net)
     assert_within_half_and_twice(stds)
+
+
+def test_which_activations_have_an_unstable_fixed_point() -> None:
+    """ReLU's E[relu(s x)^2] = s^2 / 2 exactly (slope 1, neutral); tanh saturates (below 1); GELU/SiLU/Mish/Hardswish
+    grow faster than s^2 (above 1): only those get the drift check."""
+    from lightning_tuning.init.gain import Activation, has_unstable_fixed_point, variance_map_slope
+
+    assert variance_map_slope(torch.relu) == pytest.approx(1.0, abs=1e-9)
+    assert variance_map_slope(torch.tanh) < 1
+    unstable = {
+        name
+        for name in ("gelu", "silu", "mish", "hardswish", "elu", "softplus")
+        if has_unstable_fixed_point(Activation(name))
+    }
+    assert unstable == {"gelu", "silu", "mish", "hardswish"}
+    for name, param in (("relu", None), ("leaky_relu", 0.01), ("tanh", None), ("linear", None)):
+        assert not has_unstable_fixed_point(Activation(name, param))
