@@ -203,6 +203,8 @@ class Warmup(LRScheduleCallback):
 
     def lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
         t = self.units(progress, optimizer_index)
+        if t >= self._ends[optimizer_index]:  # most of a run: skip the formula (it gives exactly 1 there too)
+            return 1.0
         if self.start_lr is not None:
             start_lr = self._start_lrs[optimizer_index][group_index]
             return warmup_from_factor(t, self._lengths[optimizer_index], base_lr, start_lr)
