@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import inspect
 import os
 import statistics
 import sys
@@ -293,8 +294,11 @@ class Attribution:
                         getattr(cls, name), one_time=name in ONE_TIME_HOOKS, label=f"{cls.__name__}.{name}"
                     )
                     patch(cls, name, hook)
-                key = cls.state_key  # a property; Lightning reads it on every hook call
-                patch(cls, "state_key", property(self.wrap(key.fget, label=f"{cls.__name__}.state_key")))
+                key = inspect.getattr_static(cls, "state_key")  # Lightning reads it on every hook call
+                if isinstance(key, property):
+                    patch(cls, "state_key", property(self.wrap(key.fget, label=f"{cls.__name__}.state_key")))
+                # a cached_property (the schedule callbacks) is an instance-dict lookup after the first read: wrapping
+                # it in a timed property would recompute it on every read and time that instead
             if variant.startswith("pack"):
                 for name in ("write", "on_train_batch_end", "on_train_epoch_start", "on_train_epoch_end", "log"):
                     patch(LRCoordinator, name, self.wrap(getattr(LRCoordinator, name)))
