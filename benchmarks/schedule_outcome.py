@@ -23,6 +23,7 @@ import datetime
 import json
 import multiprocessing as mp
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -151,6 +152,36 @@ def report(
                 means[steps][name] = sum(accs) / len(accs)
         rows.append(row)
     best = [f"{steps} steps: `{max(m, key=m.__getitem__)}`" for steps, m in means.items() if m]
+    # the same seed gives the same init and the same batches to every schedule: differences paired by seed
+    paired_rows = []
+    if "constant" in schedules:
+        for name in schedules:
+            if name == "constant":
+                continue
+            row = [f"`{name}` - `constant`"]
+            for steps in budgets:
+                base = {r["seed"]: r["acc"] for r in wanted if r["name"] == "constant" and r["steps"] == steps}
+                diffs = [r["acc"] - base[r["seed"]] for r in wanted if r["name"] == name and r["steps"] == steps
+                         and r["seed"] in base]  # fmt: skip
+                if not diffs:
+                    row.append("n/a")
+                    continue
+                spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+                higher, lower = sum(d > 1e-9 for d in diffs), sum(d < -1e-9 for d in diffs)
+                row.append(f"{statistics.mean(diffs) + 0.0:+.3f} ± {spread:.3f} ({higher} higher, {lower} lower)")
+            paired_rows.append(row)
+    paired = (
+        [
+            "Difference to `constant`, paired by seed (each seed's accuracy minus the constant LR's at the same "
+            "seed, which has the same init and batches; mean ± std of the differences; on how many seeds it was "
+            "higher and lower):",
+            "",
+            md_table(["schedule", *(f"{steps} steps" for steps in budgets)], paired_rows),
+            "",
+        ]
+        if paired_rows
+        else []
+    )
     complete = counts == {seeds}
     seed_text = (
         f"seeds 0..{seeds - 1} ({seeds} seed{'s' * (seeds > 1)}: init and shuffling; fixed data)"
@@ -176,6 +207,7 @@ def report(
             "",
             "Best mean per budget: " + "; ".join(best) + ".",
             "",
+            *paired,
             "Schedules:",
             "",
             *(f"- `{name}`: {SCHEDULES[name]}" for name in schedules),
