@@ -124,7 +124,7 @@ class CharTransformer(ClassificationModule):
     a linear head. Pre-norm blocks (``norm_first=True``, the default: ``x + f(LayerNorm(x))``, as GPT-2) are
     followed by a final ``LayerNorm``; post-norm blocks (``norm_first=False``: ``LayerNorm(x + f(x))``, the
     original Transformer's) already end in one, so none is added. Post-norm is the variant that needs a learning-rate
-    warmup at high learning rates. Besides the shared classification metrics
+    warmup at high learning rates (measured in ``benchmarks/RESULTS.md``). Besides the shared classification metrics
     (``*_loss``, ``*_acc`` = next-character accuracy) it logs ``val_ppl``/``test_ppl`` (perplexity).
 
     Args:
