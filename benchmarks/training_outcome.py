@@ -7,19 +7,28 @@ Every ``--eval-every`` steps the test accuracy is measured on the 1000 held-out 
 accuracy (mean ± std), and the optimizer steps until the test accuracy first reaches the MNIST-1D paper's CNN
 accuracy (0.94) and lower thresholds.
 
-Character-level LM (``CharTransformer``, 2 layers, d_model 64, on the first 200k characters of
+Character-level LM (``CharTransformer``, 2 pre-norm layers by default, d_model 64, on the first 200k characters of
 ``pydoc_data.topics``): AdamW at high learning rates with and without a linear ``Warmup``, several seeds; a run
-diverges when a training loss is NaN/inf or the mean loss of its last 10% of steps is above its first loss.
+diverges when a training loss is NaN/inf or the mean loss of its last 10% of steps is above its first loss, and
+learned no context when that final loss is not at least 0.05 nats below the unigram entropy of the training text
+(the loss of predicting every character from the character frequencies alone), which is how post-norm fails here.
+``--lm-norm post --lm-layers 6`` runs the post-norm variant (the original Transformer's blocks, where warmup is
+known to prevent divergence) and writes ``benchmarks/results/training_outcome_lm_postnorm.md`` (with the raw runs
+in ``training_outcome_lm_postnorm.json``).
+``--lm-warmups none 10% 50%`` sets the warmup lengths compared; ``--lm-merge`` adds a call's LM runs to the stored
+ones (same LR, warmup, seed, steps, norm and depth replaced) and reports them all.
 
-Runs go to two worker processes of one thread each (the machine has 2 cores); timings are not measured here.
+Runs go to ``--workers`` worker processes of one thread each (default 2, the machine's cores); timings are not
+measured here.
 
 Run: ``python benchmarks/training_outcome.py`` (about 6 min) or ``--quick`` (about 1 min);
-results go to ``benchmarks/results/training_outcome.md``.
+results go to ``benchmarks/results/training_outcome.md``. The LM part alone: ``--seeds 0``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import statistics
@@ -30,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_header, md_table, mean_std, quiet, quiet_trainer, write_results
+from _common import RESULTS_DIR, machine_header, md_table, mean_std, quiet, quiet_trainer, write_results
 
 THRESHOLDS = (0.94, 0.90, 0.85)
 HE_RULE = {
@@ -136,8 +145,25 @@ def run_mnist(name: str, seed: int, steps: int, eval_every: int) -> dict[str, An
     return {"name": name, "seed": seed, "curve": curve, "seconds": time.perf_counter() - start}
 
 
-def run_lm(lr: float, warmup: bool, seed: int, steps: int) -> dict[str, Any]:
-    """One char-LM run; returns every training loss."""
+LM_DATA = {"block_size": 64, "batch_size": 32, "max_chars": 200_000}
+
+
+def unigram_entropy() -> float:
+    """Cross-entropy (nats) of predicting each training character from the training text's character frequencies."""
+    from lightning_tuning.demos import CharLMDataModule
+
+    data = CharLMDataModule(**LM_DATA)  # type: ignore[arg-type]
+    data.setup("fit")
+    targets = data.train_set.tensors[1].flatten()  # type: ignore[union-attr]
+    counts = targets.bincount().double()
+    probs = counts[counts > 0] / counts.sum()
+    return float(-(probs * probs.log()).sum())
+
+
+def run_lm(
+    lr: float, warmup: str | None, seed: int, steps: int, norm_first: bool = True, n_layer: int = 2
+) -> dict[str, Any]:
+    """One char-LM run (``warmup``: a ``Warmup`` length such as ``'10%'``, or None); returns its losses."""
     import lightning.pytorch as pl
 
     from lightning_tuning import Warmup
@@ -154,15 +180,32 @@ def run_lm(lr: float, warmup: bool, seed: int, steps: int) -> dict[str, Any]:
 
     callbacks: list[Any] = [LossRecorder()]
     if warmup:
-        callbacks.insert(0, Warmup("10%"))
+        callbacks.insert(0, Warmup(warmup))
     trainer = quiet_trainer(max_steps=steps, max_epochs=-1, logger=False, callbacks=callbacks, limit_val_batches=0)
-    model = CharTransformer(block_size=64, d_model=64, n_layer=2, n_head=4, lr=lr)
-    trainer.fit(model, datamodule=CharLMDataModule(block_size=64, batch_size=32, max_chars=200_000))
+    model = CharTransformer(block_size=64, d_model=64, n_layer=n_layer, n_head=4, lr=lr, norm_first=norm_first)
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=CharLMDataModule(**LM_DATA))  # type: ignore[arg-type]
     tail = losses[-max(1, len(losses) // 10) :]
     finite = all(math.isfinite(x) for x in losses)
     final = statistics.mean(tail) if finite else float("nan")
     diverged = (not finite) or final > losses[0]
-    return {"lr": lr, "warmup": warmup, "seed": seed, "first": losses[0], "final": final, "diverged": diverged}
+    return {
+        "lr": lr,
+        "warmup": warmup,
+        "seed": seed,
+        "steps": steps,
+        "norm_first": norm_first,
+        "n_layer": n_layer,
+        "first": losses[0],
+        "final": final,
+        "diverged": diverged,
+        "first_nonfinite_step": next((i for i, x in enumerate(losses) if not math.isfinite(x)), None),
+        "max_loss": max(losses),
+        "min_loss": min(losses),
+        # the training loss every 10 steps (NaN/inf kept as strings for JSON)
+        "loss_every_10": [x if math.isfinite(x) else str(x) for x in losses[::10]],
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def _call(job: tuple[str, tuple]) -> dict[str, Any]:
@@ -200,24 +243,52 @@ def mnist_table(results: list[dict[str, Any]], seeds: int) -> str:
     return md_table(headers, rows)
 
 
-def lm_table(results: list[dict[str, Any]]) -> str:
+NO_CONTEXT_MARGIN = 0.05  # nats; the mean loss of 30 batches of 2048 characters varies by ~0.01 around its mean
+
+
+def _warmup_order(warmup: str | None) -> float:
+    return -1.0 if warmup is None else float(warmup.rstrip("%"))
+
+
+def load_lm_runs(path: Path) -> list[dict[str, Any]]:
+    """Stored LM runs; the first format stored ``warmup`` as a bool (True meant ``Warmup('10%')``)."""
+    if not path.exists():
+        return []
+    runs = json.loads(path.read_text())["runs"]
+    for run in runs:
+        if isinstance(run["warmup"], bool):
+            run["warmup"] = "10%" if run["warmup"] else None
+    return list(runs)
+
+
+def lm_table(results: list[dict[str, Any]], unigram: float) -> str:
     rows = []
     for lr in sorted({r["lr"] for r in results}):
-        for warmup in (False, True):
+        for warmup in sorted({r["warmup"] for r in results if r["lr"] == lr}, key=_warmup_order):
             runs = [r for r in results if r["lr"] == lr and r["warmup"] == warmup]
             finals = [r["final"] for r in runs if math.isfinite(r["final"])]
             rows.append(
                 [
                     f"{lr:g}",
-                    "Warmup('10%')" if warmup else "none",
+                    f"Warmup('{warmup}')" if warmup else "none",
                     f"**{sum(r['diverged'] for r in runs)}/{len(runs)}**",
+                    f"{sum(r['diverged'] or r['final'] >= unigram - NO_CONTEXT_MARGIN for r in runs)}/{len(runs)}",
                     f"{statistics.mean(r['first'] for r in runs):.3f}",
                     mean_std(finals) if finals else "all NaN",
                     ", ".join(f"{r['final']:.2f}" for r in runs),
                 ]
             )
     return md_table(
-        ["AdamW lr", "warmup", "diverged", "first loss", "final loss (mean ± std)", "final loss per seed"], rows
+        [
+            "AdamW lr",
+            "warmup",
+            "diverged",
+            f"diverged or no context learned (final ≥ {unigram - NO_CONTEXT_MARGIN:.3f})",
+            "first loss",
+            "final loss (mean ± std)",
+            "final loss per seed",
+        ],
+        rows,
     )
 
 
@@ -229,18 +300,34 @@ def main() -> None:
     parser.add_argument("--lm-seeds", type=int, default=5)
     parser.add_argument("--lm-steps", type=int, default=300)
     parser.add_argument("--lm-lrs", type=float, nargs="+", default=[1e-2, 3e-2])
+    parser.add_argument("--lm-norm", choices=["pre", "post"], default="pre", help="pre-norm or post-norm LM blocks")
+    parser.add_argument("--lm-layers", type=int, default=2, help="transformer blocks of the LM")
+    parser.add_argument(
+        "--lm-warmups", nargs="+", default=["none", "10%"], help="LM warmup lengths to compare ('none' for none)"
+    )
+    parser.add_argument(
+        "--lm-merge", action="store_true", help="add the LM runs to the stored raw runs of --out and report all"
+    )
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke mode: 1 seed, 360 steps, 3 LM seeds of 60 steps")
-    parser.add_argument("--out", default="training_outcome.md", help="file name under benchmarks/results/")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="file name under benchmarks/results/ (default training_outcome.md, with --lm-norm post "
+        "training_outcome_lm_postnorm.md); the LM runs' raw results go next to it as .json",
+    )
     args = parser.parse_args()
+    if args.out is None:
+        args.out = "training_outcome_lm_postnorm.md" if args.lm_norm == "post" else "training_outcome.md"
+    norm_first = args.lm_norm == "pre"
     if args.quick:
         args.seeds, args.steps, args.lm_seeds, args.lm_steps = 1, 360, 3, 60
     jobs: list[tuple[str, tuple]] = [
-        ("lm", (lr, warmup, seed, args.lm_steps))
+        ("lm", (lr, warmup, seed, args.lm_steps, norm_first, args.lm_layers))
         for lr in args.lm_lrs
         for seed in range(args.lm_seeds)
-        for warmup in (False, True)
+        for warmup in [None if w == "none" else w for w in args.lm_warmups]
     ]
     jobs += [
         ("mnist", (name, seed, args.steps, args.eval_every)) for seed in range(args.seeds) for name in args.configs
@@ -253,6 +340,18 @@ def main() -> None:
             print(f"[{index}/{len(jobs)}] {time.perf_counter() - start:.0f}s", file=sys.stderr)
     mnist = [r for r in results if "curve" in r]
     lm = [r for r in results if "diverged" in r]
+    raw = (RESULTS_DIR / args.out).with_suffix(".json")
+    if args.lm_merge:
+
+        def key(r: dict[str, Any]) -> tuple:
+            return (r["lr"], r["warmup"], r["seed"], r["steps"], r["norm_first"], r["n_layer"])
+
+        new = {key(r) for r in lm}
+        lm += [r for r in load_lm_runs(raw) if key(r) not in new]
+    lm.sort(key=lambda r: (r["lr"], _warmup_order(r["warmup"]), r["seed"]))
+    unigram = unigram_entropy()
+    if lm:
+        raw.write_text(json.dumps({"unigram_entropy": unigram, "runs": lm}, indent=1) + "\n")
     # --seeds 0 runs the LM part alone
     mnist_section = (
         [
@@ -274,19 +373,27 @@ def main() -> None:
         [
             "# Training outcome",
             "",
-            machine_header().replace("intra-op threads 2", "intra-op threads 1 per worker, 2 workers"),
+            machine_header().split("(intra-op")[0]
+            + f"(intra-op threads 1 per worker, {args.workers} worker{'s' * (args.workers > 1)}), lightning "
+            + machine_header().rsplit("lightning ", 1)[1],
             "",
             *mnist_section,
-            f"## Character-level LM: AdamW at a high LR, with and without warmup ({args.lm_seeds} seeds)",
+            f"## Character-level LM ({args.lm_norm}-norm, {args.lm_layers} layers): AdamW at a high LR, with and "
+            f"without warmup ({args.lm_seeds} seeds)",
             "",
-            f"`CharTransformer(block_size=64, d_model=64, n_layer=2, n_head=4, dropout=0.1)`, weight_decay 1e-2, "
+            f"`CharTransformer(block_size=64, d_model=64, n_layer={args.lm_layers}, n_head=4, dropout=0.1, "
+            f"norm_first={norm_first})`, weight_decay 1e-2, "
             f"batch 32 x 64 characters of the first 200k characters of `pydoc_data.topics`, {args.lm_steps} steps, "
-            f"constant LR after the warmup. Diverged = a NaN/inf training loss, or the mean loss of the last 10% of "
-            f"steps above the first loss (ln 96 ≈ {math.log(96):.2f} at init).",
+            f"constant LR after the warmup, seeds 0..{args.lm_seeds - 1}. Diverged = a NaN/inf training loss, or "
+            f"the mean loss of the last 10% of steps ('final loss') above the first loss (ln 96 ≈ {math.log(96):.2f} "
+            f"at init). No context learned = a final loss less than {NO_CONTEXT_MARGIN} below {unigram:.3f}, the "
+            f"unigram entropy of the training text (the loss of predicting each character from the character "
+            f"frequencies alone).",
             "",
-            lm_table(lm),
+            lm_table(lm, unigram),
             "",
-            f"Total wall time: {time.perf_counter() - start:.0f} s.",
+            f"Wall time of this call: {time.perf_counter() - start:.0f} s"
+            + (" (its runs were merged with the stored ones)." if args.lm_merge else "."),
             "",
         ]
     )

@@ -226,6 +226,42 @@ def test_char_transformer_is_causal() -> None:
         assert not torch.allclose(model(tokens)[:, 10:], model(changed)[:, 10:])
 
 
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_char_transformer_pre_and_post_norm_blocks(norm_first: bool) -> None:
+    torch.manual_seed(0)
+    model = CharTransformer(block_size=16, d_model=32, n_layer=3, n_head=4, dropout=0.0, norm_first=norm_first)
+    model.eval()
+    assert [layer.norm_first for layer in model.blocks.layers] == [norm_first] * 3
+    assert model.hparams["norm_first"] is norm_first
+    outputs: list[torch.Tensor] = []
+    model.blocks.layers[-1].register_forward_hook(lambda module, args, output: outputs.append(output))
+    tokens = torch.randint(0, len(VOCABULARY), (2, 16))
+    with torch.no_grad():
+        logits = model(tokens)
+    assert logits.shape == (2, 16, len(VOCABULARY))
+    # a post-norm block ends in LayerNorm (weight 1, bias 0 at init): every position has mean 0 and (biased)
+    # variance 1 over the features; a pre-norm block ends in a residual sum, which does not
+    hidden = outputs[0]
+    mean, var = hidden.mean(-1), hidden.var(-1, unbiased=False)
+    if norm_first:
+        assert isinstance(model.final_norm, nn.LayerNorm)
+        assert (var - 1).abs().max() > 0.1
+    else:
+        assert isinstance(model.final_norm, nn.Identity)
+        torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-5, rtol=0)
+        torch.testing.assert_close(var, torch.ones_like(var), atol=1e-3, rtol=0)
+    # causal in both variants
+    changed = tokens.clone()
+    changed[:, 10:] = (changed[:, 10:] + 1) % len(VOCABULARY)
+    with torch.no_grad():
+        torch.testing.assert_close(model(changed)[:, :10], logits[:, :10])
+
+
+def test_char_transformer_rejects_a_non_bool_norm_first() -> None:
+    with pytest.raises(ValueError, match=r"`norm_first` must be a bool .* got 'post'"):
+        CharTransformer(d_model=16, n_head=2, norm_first="post")  # type: ignore[arg-type]
+
+
 def test_char_transformer_rejects_too_long_sequences() -> None:
     model = CharTransformer(block_size=8, d_model=16, n_head=2)
     with pytest.raises(ValueError, match="exceed the model's block_size=8"):

@@ -120,8 +120,11 @@ class CharLMDataModule(SplitDataModule):
 class CharTransformer(ClassificationModule):
     """A small decoder-only (causal) transformer that predicts the next character.
 
-    Token + learned position embeddings, ``n_layer`` pre-norm ``nn.TransformerEncoderLayer`` blocks with a
-    causal mask, a final ``LayerNorm`` and a linear head. Besides the shared classification metrics
+    Token + learned position embeddings, ``n_layer`` ``nn.TransformerEncoderLayer`` blocks with a causal mask and
+    a linear head. Pre-norm blocks (``norm_first=True``, the default: ``x + f(LayerNorm(x))``, as GPT-2) are
+    followed by a final ``LayerNorm``; post-norm blocks (``norm_first=False``: ``LayerNorm(x + f(x))``, the
+    original Transformer's) already end in one, so none is added. Post-norm is the variant that needs a learning-rate
+    warmup at high learning rates (measured in ``benchmarks/RESULTS.md``). Besides the shared classification metrics
     (``*_loss``, ``*_acc`` = next-character accuracy) it logs ``val_ppl``/``test_ppl`` (perplexity).
 
     Args:
@@ -133,15 +136,17 @@ class CharTransformer(ClassificationModule):
         dropout: Dropout inside the blocks.
         lr: Learning rate of the default optimizer (AdamW).
         weight_decay: Weight decay of the default optimizer.
+        norm_first: ``True`` for pre-norm blocks, ``False`` for post-norm blocks.
 
     Raises:
-        ValueError: If a size is not positive, ``n_head`` does not divide ``d_model`` or ``dropout`` is
-            outside [0, 1).
+        ValueError: If a size is not positive, ``n_head`` does not divide ``d_model``, ``dropout`` is
+            outside [0, 1) or ``norm_first`` is not a bool.
 
     Example::
 
         model = CharTransformer(block_size=64, d_model=64, n_layer=2, n_head=4)
         logits = model(torch.randint(0, 96, (2, 64)))  # (2, 64, 96)
+        post_norm = CharTransformer(n_layer=6, norm_first=False)  # the original Transformer's blocks
     """
 
     def __init__(
@@ -154,6 +159,7 @@ class CharTransformer(ClassificationModule):
         dropout: float = 0.1,
         lr: float = 1e-3,
         weight_decay: float = 1e-2,
+        norm_first: bool = True,
     ) -> None:
         super().__init__(num_classes=vocab_size, lr=lr, weight_decay=weight_decay)
         for name, value in (("block_size", block_size), ("d_model", d_model), ("n_layer", n_layer), ("n_head", n_head)):
@@ -163,16 +169,21 @@ class CharTransformer(ClassificationModule):
             raise ValueError(f"`n_head` must divide `d_model`, got d_model={d_model} and n_head={n_head}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
+        if not isinstance(norm_first, bool):
+            raise ValueError(
+                f"`norm_first` must be a bool (True: pre-norm blocks, False: post-norm blocks), got {norm_first!r}."
+            )
         self.save_hyperparameters()
         self.block_size = block_size
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = nn.Embedding(block_size, d_model)
         block = nn.TransformerEncoderLayer(
-            d_model, n_head, dim_feedforward=4 * d_model, dropout=dropout, batch_first=True, norm_first=True
+            d_model, n_head, dim_feedforward=4 * d_model, dropout=dropout, batch_first=True, norm_first=norm_first
         )
         # nested tensors only speed up padded batches; they do not support pre-norm blocks anyway
         self.blocks = nn.TransformerEncoder(block, n_layer, enable_nested_tensor=False)
-        self.final_norm = nn.LayerNorm(d_model)
+        # a post-norm block's output is already layer-normalized
+        self.final_norm: nn.Module = nn.LayerNorm(d_model) if norm_first else nn.Identity()
         self.head = nn.Linear(d_model, vocab_size)
         self.val_ppl = Perplexity()
         self.test_ppl = Perplexity()
