@@ -122,8 +122,7 @@ ACTIVATIONS = {
 def activation_depth(activation: str, seed: int, rule: str, depth: int = 20, width: int = 256) -> list[float]:
     """Layer output std / input std for a ``[Linear(width, width), act] * depth`` net under He with ``auto`` gains."""
     from lightning_tuning.init import apply_plan, build_plan, parse_rules, trace_activations
-    from lightning_tuning.init.gain import has_unstable_fixed_point
-    from lightning_tuning.init.signal import correct_drift
+    from lightning_tuning.init.signal import correct_drift, drift_checked
 
     rules = parse_rules(
         [{"modules": ["linear"], "weight": "kaiming_normal", "weight_args": {"nonlinearity": "auto"}, "bias": "zeros"}]
@@ -140,8 +139,7 @@ def activation_depth(activation: str, seed: int, rule: str, depth: int = 20, wid
     apply_plan(net, build_plan(net, rules).entries, seed, gains)
     if rule == "kept":  # WeightInit's keep_signal: drift corrected on the probe batch (not the measured one)
         probe = torch.randn(256, width, generator=torch.Generator().manual_seed(2000 + seed))
-        unstable = [n for n in names if has_unstable_fixed_point(trace.input_activation[n])]
-        correct_drift(net, unstable, trace.input_source, lambda: net(probe))
+        correct_drift(net, drift_checked(names, trace.input_activation), trace.input_source, lambda: net(probe))
     stds: list[float] = []
     hooks = [net[int(n)].register_forward_hook(lambda _m, _i, out: stds.append(out.std().item())) for n in names]
     with torch.no_grad():

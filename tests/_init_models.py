@@ -235,3 +235,17 @@ class MiniGPT(pl.LightningModule):
 
     def train_dataloader(self):
         return DataLoader(token_data(), batch_size=8)
+
+
+#: kaiming_normal with `nonlinearity: auto` on every Linear, biases zero (the rule the depth measurements use)
+HE_AUTO_RULES = [
+    {"modules": ["linear"], "weight": "kaiming_normal", "weight_args": {"nonlinearity": "auto"}, "bias": "zeros"}
+]
+#: the activations the issue names for the 20-layer depth measurement
+DEPTH_ACTIVATIONS = {
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.01),
+}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from lightning_tuning.demos.cache import CACHE_DIR_ENV_VAR
 
@@ -35,3 +37,12 @@ def in_tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def cli_argv(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hides pytest's own command line from LightningCLI, which warns when it sees both ``args`` and ``sys.argv``."""
     monkeypatch.setattr(sys, "argv", ["lightning_tuning"])
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the duration: statistics of big matrix products then do not depend on the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,25 +15,11 @@ import torch
 from torch import nn
 
 from lightning_tuning.init import apply_plan, build_plan, parse_rules, trace_activations
+from tests._init_models import DEPTH_ACTIVATIONS as ACTIVATIONS
+from tests._init_models import HE_AUTO_RULES
 
-HE_AUTO = parse_rules(
-    [{"modules": ["linear"], "weight": "kaiming_normal", "weight_args": {"nonlinearity": "auto"}, "bias": "zeros"}]
-)
-ACTIVATIONS = {
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
-}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+HE_AUTO = parse_rules(HE_AUTO_RULES)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _layer_stds(activation: str, seed: int, rule: str = "input", depth: int = 20, width: int = 256) -> list[float]:

@@ -20,25 +20,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_tuning import WeightInit
 from lightning_tuning.init import apply_plan, build_plan, generator_for, parse_rules, trace_activations
 from lightning_tuning.init.signal import DRIFT_BAND, chain_roots, correct_drift
+from tests._init_models import DEPTH_ACTIVATIONS as ACTIVATIONS
+from tests._init_models import HE_AUTO_RULES as HE_AUTO
 
-HE_AUTO = [
-    {"modules": ["Linear"], "weight": "kaiming_normal", "weight_args": {"nonlinearity": "auto"}, "bias": "zeros"}
-]
-ACTIVATIONS = {
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
-}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class DeepMLP(LightningModule):

@@ -96,6 +96,12 @@ def test_window_given_as_fractions_and_epochs(tmp_path: Path) -> None:
     assert_close(recorder.lrs, expected, rel=1e-12)
 
 
+def test_an_end_at_the_end_of_the_run_is_allowed(tmp_path: Path) -> None:
+    recorder = LRRecorder()
+    fit(TwoGroupModel(), [ExponentialDecay(0.9, interval="step", end=12), recorder], tmp_path, max_steps=12)
+    assert_close(recorder.lrs, [[base * 0.9**t for base in BASE_LRS] for t in range(12)], rel=1e-12)
+
+
 def test_one_cycle_with_a_window_spans_it_then_hands_over(tmp_path: Path) -> None:
     """``OneCycle(end=10)`` with ``total_steps`` left out is torch's ``OneCycleLR(total_steps=10)`` for 10 steps;
     from step 10 the LR is the optimizer's own again; the momentum is back at ``max_momentum``."""
@@ -198,7 +204,11 @@ def test_invalid_window_arguments_are_refused_at_construction(make: Callable[[],
     ("callbacks", "message"),
     [
         (lambda: [ExponentialDecay(0.9, interval="step", start=8, end=8)], "not after the schedule's start \\(8\\)"),
-        (lambda: [CosineAnnealing(end=40)], "end=40 is at step 40, but the run has 20 steps"),
+        (
+            lambda: [CosineAnnealing(end=40)],
+            "CosineAnnealing.end is at step 40, but the run has 20 steps \\(0..19\\): "
+            "the schedule would never hand over",
+        ),
         (lambda: [OneCycle(max_lr=0.1, total_steps=12, end=10)], "its window closes after 10"),
     ],
     ids=["end-at-start", "end-beyond-run", "cycle-longer-than-window"],

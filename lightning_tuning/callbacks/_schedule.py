@@ -251,8 +251,6 @@ class LRScheduleCallback(Callback):
         self._end_units.clear()
         if self.end is None:
             return
-        name = type(self).__name__
-        total = run.total(self.interval)
         for index in range(len(trainer.optimizers)):
             if not self.targets(index):
                 continue
@@ -260,21 +258,11 @@ class LRScheduleCallback(Callback):
             begin = self._start_units.get(index, 0)
             if position <= begin:
                 raise ValueError(
-                    f"{name}.end={self.end!r} is at {self.interval} {position}, not after the schedule's start "
+                    f"{type(self).__name__}.end={self.end!r} is at {self.interval} {position}, not after the "
+                    f"schedule's start "
                     f"({begin}): it would never run. Give an `end` after `start`, or leave `end` out to run to the end."
                 )
-            if total is not None and position > total:
-                message = (
-                    f"{name}.end={self.end!r} is at {self.interval} {position}, but the run has {total} "
-                    f"{self.interval}s: the schedule would never hand over. Give it as a fraction of the run (e.g. "
-                    "'50%'), leave it out to run to the end, or train longer."
-                )
-                if self._manual and self.interval == "step":
-                    self._notes.append(
-                        message + " (Manual optimization: fine if this optimizer steps more than once per batch.)"
-                    )
-                else:
-                    raise ValueError(message)
+            self._check_within_run(position, run, "end", "the schedule would never hand over", may_be_the_end=True)
             self._end_units[index] = position
 
     def windowed_lr_factor(self, progress: Progress, optimizer_index: int, group_index: int, base_lr: float) -> float:
@@ -326,14 +314,17 @@ class LRScheduleCallback(Callback):
                 )
         return units
 
-    def _check_within_run(self, position: int, run: RunLength, argument: str, consequence: str) -> None:
+    def _check_within_run(
+        self, position: int, run: RunLength, argument: str, consequence: str, may_be_the_end: bool = False
+    ) -> None:
         """The one rule for points in time a config states: each must fall inside the run, or the config is refused.
 
         A schedule whose length is left out, or given as a fraction, always fits; one given in steps or epochs that
-        the run never reaches would silently not do what the config says.
+        the run never reaches would silently not do what the config says. ``may_be_the_end``: the run's end itself is
+        allowed too (an ``end`` that hands over where the run stops).
         """
         total = run.total(self.interval)
-        if total is not None and position >= total:
+        if total is not None and (position > total if may_be_the_end else position >= total):
             message = (
                 f"{type(self).__name__}.{argument} is at {self.interval} {position}, but the run has {total} "
                 f"{self.interval}s (0..{total - 1}): {consequence}. Give it as a fraction of the run (e.g. '50%'), "

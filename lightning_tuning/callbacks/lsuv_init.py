@@ -35,6 +35,7 @@ from lightning_tuning.callbacks._init_report import check_thresholds, report_and
 from lightning_tuning.callbacks.weight_init import verify_same_on_all_ranks
 from lightning_tuning.init.apply import apply_plan, effective_tensor, write_tensor
 from lightning_tuning.init.rules import InitRule, build_plan, describe_modules, module_table
+from lightning_tuning.init.signal import moments, variance_of
 
 
 class _StopForward(Exception):
@@ -264,11 +265,8 @@ class LSUVInit(Callback):
             handle.remove()
         if not captured:
             return math.nan
-        out = captured[0].detach().double()
-        sums = torch.stack([out.sum(), out.pow(2).sum(), torch.tensor(float(out.numel()), dtype=torch.float64)])
-        sums = trainer.strategy.reduce(sums.to(pl_module.device), reduce_op="sum").cpu()
-        mean = sums[0] / sums[2]
-        return float((sums[1] / sums[2] - mean * mean).clamp_min(0).sqrt())
+        sums = trainer.strategy.reduce(moments(captured[0]).to(pl_module.device), reduce_op="sum").cpu()
+        return float(variance_of(sums).sqrt())
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -29,11 +29,10 @@ from lightning_tuning.callbacks._init_probe import (
     shared_seed,
 )
 from lightning_tuning.callbacks._init_report import check_thresholds, measure, publish, report_and_check
-from lightning_tuning.init.apply import InitHadNoEffectError, apply_plan, parameter_checksum, write_tensor
-from lightning_tuning.init.gain import has_unstable_fixed_point
+from lightning_tuning.init.apply import InitHadNoEffectError, apply_plan, parameter_checksum
 from lightning_tuning.init.rules import InitRule, PlanEntry, build_plan, describe_modules, parse_rules, resolve_auto
 from lightning_tuning.init.schemes import needs_activation
-from lightning_tuning.init.signal import DRIFT_BAND, correct_drift
+from lightning_tuning.init.signal import DRIFT_BAND, correct_drift, drift_checked
 from lightning_tuning.init.tracing import structural_input_activations
 
 
@@ -297,47 +296,30 @@ class WeightInit(Callback):
 def _keep_signal(
     trainer: pl.Trainer, pl_module: pl.LightningModule, probe: Probe, entries: Sequence[PlanEntry]
 ) -> dict[str, float]:
-    """Correct the finite-width drift of ``auto`` chains (:func:`~lightning_tuning.init.signal.correct_drift`) on
-    the traced ``forward``, for layers fed by an activation whose fixed point is unstable (GELU, SiLU, Mish,
-    Hardswish: :func:`~lightning_tuning.init.gain.has_unstable_fixed_point`); ReLU, LeakyReLU and tanh keep torch's
-    gains exactly. Every rank averages the measured variances, so all make the same corrections. Skipped under FSDP
-    (the forward needs the sharded model). A failure puts the weights back and warns: the closed-form init stays.
+    """Correct the finite-width drift of the ``auto`` layers :func:`~lightning_tuning.init.signal.drift_checked`
+    selects (:func:`~lightning_tuning.init.signal.correct_drift`) on the traced ``forward``. The ranks pool their
+    measurements, so all make the same corrections. Skipped under FSDP (the forward needs the sharded model). A
+    failure leaves the closed-form init as it was and warns.
     """
     if probe.forward is None or is_fsdp(trainer):
         return {}
-    order = {name: index for index, name in enumerate(probe.trace.order)}
-    inputs = probe.trace.input_activation
-    layers = sorted(
-        {
-            e.module
-            for e in entries
-            if e.param == "weight"
-            and needs_activation(e.scheme, e.args)
-            and e.module in probe.forward_layers
-            and e.module in inputs
-            and has_unstable_fixed_point(inputs[e.module])
-        },
-        key=order.__getitem__,
-    )
+    auto = {e.module for e in entries if e.param == "weight" and needs_activation(e.scheme, e.args)}
+    traced = [name for name in probe.trace.order if name in auto and name in probe.forward_layers]
+    layers = drift_checked(traced, probe.trace.input_activation)
     if not layers:
         return {}
-    modules = dict(pl_module.named_modules())
-    saved = {name: modules[name].weight.detach().clone() for name in layers}
-    reduce = None
+    reduce_sum = None
     if trainer.world_size > 1:
         device = pl_module.device
 
-        def reduce(values: torch.Tensor) -> torch.Tensor:
-            return trainer.strategy.reduce(values.to(device), reduce_op="mean").cpu()
+        def reduce_sum(values: torch.Tensor) -> torch.Tensor:
+            return trainer.strategy.reduce(values.to(device), reduce_op="sum").cpu()
 
-    run_forward = probe.forward[1]
     try:
         with probe_guard(pl_module):
             pl_module.train()  # as the probe traced it
-            corrections = correct_drift(pl_module, layers, probe.trace.input_source, run_forward, reduce)
-    except Exception as err:  # the init itself succeeded; keep it as the closed-form gains made it
-        for name, weight in saved.items():
-            write_tensor(modules[name], "weight", weight)
+            corrections = correct_drift(pl_module, layers, probe.trace.input_source, probe.forward[1], reduce_sum)
+    except Exception as err:  # correct_drift put its changes back: the closed-form gains stay
         rank_zero_warn(
             f"WeightInit: could not measure the signal to keep it bounded ({err}); kept the closed-form gains."
         )
